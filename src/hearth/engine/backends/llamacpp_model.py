@@ -1,0 +1,192 @@
+"""Thin typed wrappers over llama.cpp's C API (via llama-cpp-python's ctypes bindings)."""
+
+from __future__ import annotations
+
+import ctypes
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import llama_cpp as L
+import numpy as np
+
+from hearth.engine.errors import EngineDead
+from hearth.engine.types import SamplingParams, TokenLogprob, TopLogprob
+
+_BACKEND_READY = False
+
+
+def _backend_init() -> None:
+    global _BACKEND_READY  # process-wide llama.cpp init must run exactly once
+    if not _BACKEND_READY:
+        L.llama_backend_init()
+        L.llama_log_set(_QUIET_LOG, ctypes.c_void_p(0))
+        _BACKEND_READY = True
+
+
+@L.llama_log_callback  # type: ignore[misc]
+def _quiet(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    return None
+
+
+_QUIET_LOG = _quiet
+
+
+@dataclass(frozen=True, slots=True)
+class ContextConfig:
+    n_ctx: int
+    n_batch: int
+    n_seq_max: int
+    n_threads: int
+    n_threads_batch: int
+    flash_attn: bool = False
+
+
+class LlamaModel:
+    """A loaded GGUF model, its vocabulary and one context whose KV cache all sequences share."""
+
+    def __init__(self, path: str, cfg: ContextConfig) -> None:
+        _backend_init()
+        mp = L.llama_model_default_params()
+        mp.use_mmap = True
+        self.model = L.llama_model_load_from_file(path.encode(), mp)
+        if not self.model:
+            raise EngineDead(f"llama.cpp could not load the model file {path}")
+        self.vocab = L.llama_model_get_vocab(self.model)
+        self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
+        self.n_ctx_train = L.llama_model_n_ctx_train(self.model)
+        cp = L.llama_context_default_params()
+        cp.n_ctx = cfg.n_ctx
+        cp.n_batch = cfg.n_batch
+        cp.n_ubatch = min(cfg.n_batch, 512)
+        cp.n_seq_max = cfg.n_seq_max
+        cp.n_threads = cfg.n_threads
+        cp.n_threads_batch = cfg.n_threads_batch
+        cp.kv_unified = True  # one cache for every sequence: any sequence may use any cell
+        cp.flash_attn_type = (
+            L.LLAMA_FLASH_ATTN_TYPE_ENABLED if cfg.flash_attn else L.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        cp.no_perf = True
+        self.ctx = L.llama_init_from_model(self.model, cp)
+        if not self.ctx:
+            L.llama_model_free(self.model)
+            raise EngineDead("llama.cpp could not create a context (out of memory?)")
+        self.n_ctx = L.llama_n_ctx(self.ctx)
+        self.memory = L.llama_get_memory(self.ctx)
+        self._piece_buf = ctypes.create_string_buffer(256)
+        self._pieces: dict[int, bytes] = {}
+
+    def meta(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(1 << 16)
+        n = L.llama_model_meta_val_str(self.model, key.encode(), buf, len(buf))
+        if n < 0:
+            return None
+        if n >= len(buf):
+            buf = ctypes.create_string_buffer(n + 1)
+            L.llama_model_meta_val_str(self.model, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", errors="replace")
+
+    def tokenize(self, text: str, special: bool) -> list[int]:
+        data = text.encode("utf-8")
+        cap = len(data) + 16
+        arr = (L.llama_token * cap)()
+        n = L.llama_tokenize(self.vocab, data, len(data), arr, cap, False, special)
+        if n < 0:
+            arr = (L.llama_token * -n)()
+            n = L.llama_tokenize(self.vocab, data, len(data), arr, -n, False, special)
+        return list(arr[:n])
+
+    def piece(self, token: int) -> bytes:
+        """Bytes of one token as it appears in generated text (special tokens render empty)."""
+        cached = self._pieces.get(token)
+        if cached is not None:
+            return cached
+        n = L.llama_token_to_piece(self.vocab, token, self._piece_buf, len(self._piece_buf), 0, False)
+        out = self._piece_buf.raw[:n] if n > 0 else b""
+        self._pieces[token] = out
+        return out
+
+    def token_bytes_any(self, token: int) -> bytes:
+        """Bytes of a token including special ones (for logprobs)."""
+        buf = ctypes.create_string_buffer(256)
+        n = L.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, True)
+        return buf.raw[:n] if n > 0 else b""
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return b"".join(self.piece(t) for t in tokens).decode("utf-8", errors="replace")
+
+    def is_eog(self, token: int) -> bool:
+        return bool(L.llama_vocab_is_eog(self.vocab, token))
+
+    def token_text(self, token: int) -> str:
+        raw = L.llama_vocab_get_text(self.vocab, token)
+        return raw.decode("utf-8", errors="replace") if raw else ""
+
+    def logits(self, idx: int) -> np.ndarray:
+        ptr = L.llama_get_logits_ith(self.ctx, idx)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+
+    def seq_rm(self, seq_id: int) -> None:
+        L.llama_memory_seq_rm(self.memory, seq_id, -1, -1)
+
+    def close(self) -> None:
+        if self.ctx:
+            L.llama_free(self.ctx)
+            self.ctx = None
+        if self.model:
+            L.llama_model_free(self.model)
+            self.model = None
+
+
+class Sampler:
+    """A per-sequence llama.cpp sampler chain built from SamplingParams (runs in C)."""
+
+    def __init__(self, model: LlamaModel, p: SamplingParams, penalty_window: int) -> None:
+        self.chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+        add = lambda s: L.llama_sampler_chain_add(self.chain, s)  # noqa: E731
+        if p.logit_bias:
+            items = [(t, b) for t, b in p.logit_bias.items() if 0 <= t < model.n_vocab]
+            arr = (L.llama_logit_bias * len(items))(*[L.llama_logit_bias(t, b) for t, b in items])
+            add(L.llama_sampler_init_logit_bias(model.n_vocab, len(items), arr))
+        if p.presence_penalty or p.frequency_penalty:
+            add(L.llama_sampler_init_penalties(penalty_window, 1.0, p.frequency_penalty, p.presence_penalty))
+        if p.greedy:
+            add(L.llama_sampler_init_greedy())
+            return
+        if p.top_k > 0:
+            add(L.llama_sampler_init_top_k(p.top_k))
+        if p.top_p < 1.0:
+            add(L.llama_sampler_init_top_p(p.top_p, 1))
+        if p.min_p > 0.0:
+            add(L.llama_sampler_init_min_p(p.min_p, 1))
+        add(L.llama_sampler_init_temp(p.temperature))
+        seed = p.seed if p.seed is not None else random.getrandbits(32)
+        add(L.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+
+    def sample(self, ctx: object, idx: int) -> int:
+        return int(L.llama_sampler_sample(self.chain, ctx, idx))
+
+    def free(self) -> None:
+        if self.chain:
+            L.llama_sampler_free(self.chain)
+            self.chain = None
+
+
+def token_logprob(model: LlamaModel, logits: np.ndarray, token: int, top_n: int) -> TokenLogprob:
+    """Log-probability of `token` under the model's raw distribution, plus the top alternatives."""
+    x = logits.astype(np.float64)
+    m = x.max()
+    lse = m + np.log(np.exp(x - m).sum())
+    chosen = float(x[token] - lse)
+    tops: tuple[TopLogprob, ...] = ()
+    if top_n > 0:
+        idx = np.argpartition(-x, top_n)[:top_n]
+        idx = idx[np.argsort(-x[idx])]
+        tops = tuple(_top(model, int(t), float(x[t] - lse)) for t in idx)
+    b = model.token_bytes_any(token)
+    return TokenLogprob(token=b.decode("utf-8", errors="replace"), token_bytes=b, logprob=chosen, top=tops)
+
+
+def _top(model: LlamaModel, token: int, lp: float) -> TopLogprob:
+    b = model.token_bytes_any(token)
+    return TopLogprob(token=b.decode("utf-8", errors="replace"), token_bytes=b, logprob=lp)

@@ -1,0 +1,229 @@
+"""Chat Completions use case: render the prompt, run the engine, shape OpenAI's objects."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from hearth.engine.errors import ContextLengthExceeded
+from hearth.engine.interface import Engine
+from hearth.engine.registry import EngineRegistry
+from hearth.engine.types import Delta, FinishReason, GenerationRequest
+from hearth.protocol import chat as wire
+from hearth.protocol.errors import InvalidRequest
+from hearth.rendering.chat_template import ChatTemplate, MissingChatTemplate, TemplateError, load_chat_template
+from hearth.services import convert
+from hearth.services.context import RequestContext
+from hearth.services.ids import random_id
+
+log = logging.getLogger("hearth.chat")
+
+
+@dataclass(slots=True)
+class PreparedChat:
+    """A validated request, ready to run: the prompt is rendered and tokenized, limits checked."""
+
+    id: str
+    created: int
+    model: str
+    engine: Engine
+    requests: list[GenerationRequest]
+    include_usage: bool
+    fingerprint: str
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.requests[0].prompt_tokens)
+
+
+class ChatService:
+    def __init__(self, registry: EngineRegistry) -> None:
+        self._registry = registry
+        self._templates: dict[str, ChatTemplate] = {}
+
+    def healthy(self) -> bool:
+        return all(e.health() for e in self._registry.engines())
+
+    def _template(self, engine: Engine) -> ChatTemplate:
+        info = engine.info
+        tpl = self._templates.get(info.id)
+        if tpl is None:
+            try:
+                tpl = load_chat_template(info.chat_template, info.bos_token, info.eos_token, info.id)
+            except (MissingChatTemplate, TemplateError) as exc:
+                raise InvalidRequest(str(exc), param="model", code="model_has_no_chat_template") from exc
+            self._templates[info.id] = tpl
+        return tpl
+
+    def prepare(self, req: wire.ChatCompletionRequest, ctx: RequestContext) -> PreparedChat:
+        """Everything that can fail before the first byte is sent fails here, as a typed error."""
+        convert.check_supported(req)
+        engine = self._registry.get(req.model)
+        info = engine.info
+        ctx.model = info.id
+        try:
+            prompt_text = self._template(engine).render(
+                convert.messages_for_template(req.messages), add_generation_prompt=True
+            )
+        except TemplateError as exc:
+            raise InvalidRequest(
+                f"The model's chat template rejected these messages: {exc}", param="messages",
+                code="invalid_messages",
+            ) from exc
+        # The template already emits BOS where the model wants it; parse special tokens in it.
+        prompt = tuple(engine.tokenize(prompt_text, special=True))
+        limit = info.context_length
+        requested = req.max_completion_tokens or req.max_tokens
+        if requested is not None and len(prompt) + requested > limit:
+            raise ContextLengthExceeded(limit, len(prompt), requested)
+        if len(prompt) >= limit:
+            raise ContextLengthExceeded(limit, len(prompt), 1)
+        max_tokens = requested or (limit - len(prompt))
+        chat_id = random_id("chatcmpl-")
+        n = req.n or 1
+        reqs = [
+            GenerationRequest(
+                request_id=f"{chat_id}-{i}",
+                prompt_tokens=prompt,
+                params=convert.sampling_params(req, max_tokens, i),
+            )
+            for i in range(n)
+        ]
+        ctx.prompt_tokens = len(prompt)
+        return PreparedChat(
+            id=chat_id,
+            created=int(time.time()),
+            model=req.model,
+            engine=engine,
+            requests=reqs,
+            include_usage=bool(req.stream_options and req.stream_options.include_usage),
+            fingerprint=_fingerprint(info.id),
+        )
+
+    async def complete(self, p: PreparedChat, ctx: RequestContext) -> wire.ChatCompletion:
+        results = await asyncio.gather(*(_collect(p.engine, r) for r in p.requests))
+        choices = []
+        completion = cached = 0
+        for i, (text, logprobs, last) in enumerate(results):
+            completion += last.completion_tokens
+            cached = max(cached, last.cached_tokens)
+            choices.append(
+                wire.Choice(
+                    index=i,
+                    message=wire.ResponseMessage(content=text),
+                    logprobs=wire.ChoiceLogprobs(content=convert.logprobs_to_wire(logprobs))
+                    if p.requests[i].params.logprobs
+                    else None,
+                    finish_reason=convert.finish_reason(last.finish_reason),  # type: ignore[arg-type]
+                )
+            )
+        ctx.completion_tokens, ctx.cached_tokens = completion, cached
+        ctx.finish = choices[0].finish_reason if choices else None
+        return wire.ChatCompletion(
+            id=p.id,
+            created=p.created,
+            model=p.model,
+            system_fingerprint=p.fingerprint,
+            choices=choices,
+            usage=_usage(p.prompt_tokens, completion, cached),
+        )
+
+    async def stream(self, p: PreparedChat, ctx: RequestContext) -> AsyncIterator[wire.ChatCompletionChunk]:
+        """Chunks as OpenAI streams them. Closing the iterator aborts every choice's generation."""
+
+        def chunk(choices: list[wire.ChunkChoice], usage: wire.CompletionUsage | None = None
+                  ) -> wire.ChatCompletionChunk:
+            return wire.ChatCompletionChunk(
+                id=p.id, created=p.created, model=p.model, system_fingerprint=p.fingerprint,
+                choices=choices, usage=usage,
+            )
+
+        yield chunk([
+            wire.ChunkChoice(index=i, delta=wire.ChoiceDelta(role="assistant", content=""))
+            for i in range(len(p.requests))
+        ])
+        completion = cached = 0
+        async for i, d in _merge(p.engine, p.requests):
+            if d.finish_reason is not None:
+                completion += d.completion_tokens
+                cached = max(cached, d.cached_tokens)
+                ctx.completion_tokens, ctx.cached_tokens = completion, cached
+            lp = (
+                wire.ChoiceLogprobs(content=convert.logprobs_to_wire(d.logprobs))
+                if p.requests[i].params.logprobs and d.logprobs
+                else None
+            )
+            if d.text or lp is not None:
+                yield chunk([wire.ChunkChoice(index=i, delta=wire.ChoiceDelta(content=d.text), logprobs=lp)])
+            if d.finish_reason is not None:
+                reason = convert.finish_reason(d.finish_reason)
+                ctx.finish = reason
+                yield chunk([wire.ChunkChoice(index=i, delta=wire.ChoiceDelta(), finish_reason=reason)])  # type: ignore[arg-type]
+        if p.include_usage:
+            yield chunk([], _usage(p.prompt_tokens, completion, cached))
+
+
+def _usage(prompt: int, completion: int, cached: int) -> wire.CompletionUsage:
+    return wire.CompletionUsage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=prompt + completion,
+        prompt_tokens_details=wire.PromptTokensDetails(cached_tokens=cached),
+    )
+
+
+def _fingerprint(model_id: str) -> str:
+    return "fp_" + hashlib.sha256(f"hearth:{model_id}".encode()).hexdigest()[:10]
+
+
+async def _collect(engine: Engine, req: GenerationRequest) -> tuple[str, list, Delta]:  # type: ignore[type-arg]
+    parts: list[str] = []
+    logprobs = []
+    last = Delta(finish_reason=FinishReason.STOP)
+    async for d in engine.generate(req):
+        parts.append(d.text)
+        logprobs.extend(d.logprobs)
+        last = d
+    return "".join(parts), logprobs, last
+
+
+async def _merge(engine: Engine, reqs: list[GenerationRequest]) -> AsyncIterator[tuple[int, Delta]]:
+    """Interleave the deltas of n choices. One choice needs no tasks and no queue."""
+    if len(reqs) == 1:
+        async for d in engine.generate(reqs[0]):
+            yield 0, d
+        return
+    queue: asyncio.Queue[tuple[int, Delta | BaseException | None]] = asyncio.Queue()
+
+    async def pump(i: int, r: GenerationRequest) -> None:
+        try:
+            async for d in engine.generate(r):
+                await queue.put((i, d))
+            await queue.put((i, None))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # surfaced to the consumer, which owns error handling
+            await queue.put((i, exc))
+
+    tasks = [asyncio.create_task(pump(i, r)) for i, r in enumerate(reqs)]
+    try:
+        remaining = len(tasks)
+        while remaining:
+            i, item = await queue.get()
+            if item is None:
+                remaining -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield i, item
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(BaseException):
+                await t
