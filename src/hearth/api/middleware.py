@@ -12,7 +12,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hearth.api.errors import envelope
+from hearth.api.errors import envelope, map_exception
 from hearth.services.context import RequestContext
 from hearth.services.ids import random_id
 
@@ -33,17 +33,20 @@ class EdgeMiddleware:
         ctx = RequestContext(request_id=rid, started=started)
         scope.setdefault("state", {})["ctx"] = ctx
         status = 500
+        started_response = logged = False
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response, logged
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started_response = True
                 ms = int((time.perf_counter() - started) * 1000)
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", rid.encode()))
                 headers.append((b"openai-processing-ms", str(ms).encode()))
                 message["headers"] = headers
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                logged = True
                 _log(scope, ctx, status)
             await send(message)
 
@@ -66,6 +69,17 @@ class EdgeMiddleware:
             await self.app(scope, receive_wrapper, send_wrapper)
         except BodyTooLarge:
             await _too_large(self.max_body_bytes, send_wrapper)
+        except Exception as exc:
+            # Unhandled errors would otherwise be answered by Starlette's outermost middleware,
+            # outside this one: without x-request-id. Answer them here (map_exception logs them).
+            if started_response:
+                raise
+            m = map_exception(exc)
+            await _send_json(m.status, m.body, m.headers, send_wrapper)
+        finally:
+            # A stream the client left never sends its last body message: still one line per request.
+            if not logged:
+                _log(scope, ctx, status, disconnected=started_response)
 
 
 class BodyTooLarge(Exception):
@@ -83,15 +97,20 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _too_large(limit: int, send: Send) -> None:
-    body = json.dumps(envelope(
+    await _send_json(413, envelope(
         f"Request body too large: the limit is {limit} bytes.", "invalid_request_error", None,
-        "request_too_large")).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        "request_too_large"), {}, send)
+
+
+async def _send_json(status: int, payload: dict[str, Any], extra: dict[str, str], send: Send) -> None:
+    body = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.encode(), v.encode()) for k, v in extra.items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
-def _log(scope: Scope, ctx: RequestContext, status: int) -> None:
+def _log(scope: Scope, ctx: RequestContext, status: int, disconnected: bool = False) -> None:
     if not access_log.isEnabledFor(logging.INFO):
         return
     fields: dict[str, Any] = {
@@ -104,4 +123,6 @@ def _log(scope: Scope, ctx: RequestContext, status: int) -> None:
     if ctx.model:
         fields.update(model=ctx.model, prompt_tokens=ctx.prompt_tokens, cached_tokens=ctx.cached_tokens,
                       completion_tokens=ctx.completion_tokens, finish=ctx.finish)
+    if disconnected:
+        fields["client_disconnected"] = True
     access_log.info(json.dumps(fields))

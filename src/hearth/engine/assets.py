@@ -55,7 +55,13 @@ def part_paths(asset: Asset) -> list[Path]:
         module = f"{m['prefix']}{i}"
         _package_dir(module, asset.model_id, hint)
         mod = importlib.import_module(module)
-        out.append(Path(mod.get_part_path()))
+        path = Path(mod.get_part_path())
+        if not path.is_file():
+            raise AssetError(
+                f"model `{asset.model_id}`: the package `{module}` is installed but its chunk file "
+                f"{path} is missing. Reinstall it. {hint}"
+            )
+        out.append(path)
     return out
 
 
@@ -119,24 +125,29 @@ def prepare(asset: Asset, models_dir: Path, progress: Progress | None = None) ->
     tmp = path.with_suffix(".gguf.partial")
     h = hashlib.sha256()
     done = 0
-    with tmp.open("wb") as out:
-        for part in parts:
-            with part.open("rb") as f:
-                while block := f.read(_CHUNK):
-                    out.write(block)
-                    h.update(block)
-                    done += len(block)
-                    if progress:
-                        progress(done, total)
-        out.flush()
-        os.fsync(out.fileno())
-    digest = h.hexdigest()
-    if asset.sha256 is not None and digest != asset.sha256:
-        tmp.unlink(missing_ok=True)
-        raise AssetError(
-            f"model `{asset.model_id}` is corrupt: sha256 {digest} != expected {asset.sha256}. "
-            "Reinstall its packages with `make install` and run `hearth models prepare` again."
-        )
+    try:
+        with tmp.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as f:
+                    while block := f.read(_CHUNK):
+                        out.write(block)
+                        h.update(block)
+                        done += len(block)
+                        if progress:
+                            progress(done, total)
+            out.flush()
+            os.fsync(out.fileno())
+        digest = h.hexdigest()
+        if asset.sha256 is not None and digest != asset.sha256:
+            raise AssetError(
+                f"model `{asset.model_id}` is corrupt: sha256 {digest} != expected {asset.sha256}. "
+                "Reinstall its packages with `make install` and run `hearth models prepare` again."
+            )
+        # Without a pinned sha256, at least never rename a file that is not a GGUF into place.
+        _check_magic(tmp, asset.model_id)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no partial or corrupt assembly is ever left behind
+        raise
     os.replace(tmp, path)
     return path
 

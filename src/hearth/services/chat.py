@@ -106,7 +106,13 @@ class ChatService:
         )
 
     async def complete(self, p: PreparedChat, ctx: RequestContext) -> wire.ChatCompletion:
-        results = await asyncio.gather(*(_collect(p.engine, r) for r in p.requests))
+        tasks = [asyncio.ensure_future(_collect(p.engine, r)) for r in p.requests]
+        try:
+            results = await asyncio.gather(*tasks)
+        finally:
+            # gather() leaves the other choices running when one fails (or we are cancelled).
+            for t in tasks:
+                t.cancel()
         choices = []
         completion = cached = 0
         for i, (text, logprobs, last) in enumerate(results):
@@ -148,11 +154,16 @@ class ChatService:
             for i in range(len(p.requests))
         ])
         completion = cached = 0
+        # Tokens of choices still running, so that a client that leaves is still accounted for.
+        running = [0] * len(p.requests)
         async for i, d in _merge(p.engine, p.requests):
+            running[i] += len(d.token_ids)
             if d.finish_reason is not None:
+                running[i] = 0
                 completion += d.completion_tokens
                 cached = max(cached, d.cached_tokens)
-                ctx.completion_tokens, ctx.cached_tokens = completion, cached
+                ctx.cached_tokens = cached
+            ctx.completion_tokens = completion + sum(running)
             lp = (
                 wire.ChoiceLogprobs(content=convert.logprobs_to_wire(d.logprobs))
                 if p.requests[i].params.logprobs and d.logprobs

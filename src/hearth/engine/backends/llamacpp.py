@@ -67,6 +67,8 @@ class LlamaCppEngine:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._dead: BaseException | None = None
+        # Written by the engine thread after every step; read by metrics and tests.
+        self.stats: dict[str, int] = {"running": 0, "waiting": 0, "kv_reserved": 0, "steps": 0}
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -174,7 +176,7 @@ class _Loop:
         self.running: list[_Seq] = []
         self.free_ids = list(range(cfg.max_seqs - 1, -1, -1))
         self.reserved = 0
-        self.capacity = cfg.n_batch + cfg.max_seqs
+        self.capacity = max(cfg.n_batch, cfg.max_seqs)
         self.batch = L.llama_batch_init(self.capacity, 0, 1)
 
     def run(self) -> None:
@@ -183,6 +185,8 @@ class _Loop:
                 self._admit()
                 if self.running:
                     self._step()
+                self.e.stats = {"running": len(self.running), "waiting": len(self.waiting),
+                                "kv_reserved": self.reserved, "steps": self.e.stats["steps"] + 1}
         finally:
             for s in self.running + list(self.waiting):
                 s.mailbox.fail(EngineDead("the engine stopped"))
@@ -192,7 +196,7 @@ class _Loop:
     def _take_new(self) -> bool:
         e = self.e
         with e._lock:
-            while not e._stopping and not e._incoming and not e._aborts and not self.running:
+            while not (e._stopping or e._incoming or e._aborts or self.running or self.waiting):
                 e._lock.wait()
             if e._stopping:
                 return False
@@ -224,7 +228,7 @@ class _Loop:
                 n = self._put(n, s.last_token, s.pos, s.seq_id, True)
                 want.append((s, n - 1))
                 s.pos += 1
-        budget = self.e.cfg.n_batch
+        budget = self.e.cfg.n_batch - n  # one decode never exceeds the context's n_batch
         for s in self.running:  # prefill chunks, oldest first, under the token budget
             prompt = s.req.prompt_tokens
             if s.prefilled < len(prompt) and budget > 0:
