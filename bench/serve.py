@@ -91,9 +91,8 @@ WORDS = tuple(_WORDS_TEXT.split())
 def story_prompt(i: int) -> str:
     topic = TOPICS[i % len(TOPICS)]
     return (
-        f"Story number {i}. Write a long, detailed story about {topic}. "
-        "Describe every character, every place and every event at length, "
-        "with plenty of dialogue. Do not stop early."
+        f"Story number {i}. Write a very long story (at least 2000 words) about {topic}. "
+        "Use many chapters, each with a title, long descriptions and plenty of dialogue."
     )
 
 
@@ -125,8 +124,9 @@ def shared_system_prompt(n_rules: int) -> str:
 
 def shared_user_turn(i: int) -> str:
     return (
-        f"Question {i}: what does rule {1 + (i * 7) % 40} say? "
-        "Then write a long, friendly explanation for a new employee."
+        f"Question {i}: what does rule {1 + (i * 7) % 22} say? Then write a very long guide "
+        "(at least 1500 words) for a new employee about that product, with many sections, "
+        "examples and sample conversations with customers."
     )
 
 
@@ -549,16 +549,22 @@ def summarize(results: list[ReqResult], t0: float, t1: float) -> dict[str, Any]:
 # --------------------------------------------------------------------------- workloads
 
 
+# An explicit system turn: without one, hearth renders the template's default system prompt (as
+# Hugging Face does) while llama-server may not, and the two would process different prompts.
+SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
+
+
 def build_jobs(workload: str, args: argparse.Namespace, rep: int) -> list[dict[str, Any]]:
     """Returns phases: each {name, concurrency, jobs}. Identical for both servers in a rep."""
     mt = args.max_tokens
     base = 1000 * rep
     if workload == "single":
         decode = [
-            ([{"role": "user", "content": story_prompt(base + i)}], mt) for i in range(args.single_requests)
+            ([SYSTEM, {"role": "user", "content": story_prompt(base + i)}], mt)
+            for i in range(args.single_requests)
         ]
         pp = [
-            ([{"role": "user", "content": long_prompt(base + 100 + i, args.pp_words)}], 1)
+            ([SYSTEM, {"role": "user", "content": long_prompt(base + 100 + i, args.pp_words)}], 1)
             for i in range(args.single_requests)
         ]
         return [
@@ -568,7 +574,7 @@ def build_jobs(workload: str, args: argparse.Namespace, rep: int) -> list[dict[s
     if workload.startswith("c") and workload[1:].isdigit():
         n = int(workload[1:])
         jobs = [
-            ([{"role": "user", "content": story_prompt(base + i)}], mt)
+            ([SYSTEM, {"role": "user", "content": story_prompt(base + i)}], mt)
             for i in range(args.requests_per_stream * n)
         ]
         return [{"name": workload, "concurrency": n, "jobs": jobs}]
@@ -650,6 +656,10 @@ def run_server_once(
         )
         if main["n_errors"]:
             print(f"      errors: {main['errors'][:3]}", flush=True)
+        if server.proc.poll() is not None:
+            out["error"] = f"{server.spec.name} exited with {server.proc.returncode} during {wl}"
+            print(f"  ERROR: {out['error']}; log tail:\n{server.log_tail()}", file=sys.stderr, flush=True)
+            break
     out["peak_rss_mib_lifetime"] = server.sampler.peak_rss_kb / 1024
     return out
 
@@ -718,11 +728,12 @@ COLS = [
     ("ITL p95 ms", "itl_p95_s", fmt_ms, False),
     ("peak RSS MiB", "peak_rss_mib", lambda v: fmt(v, 0), False),
     ("CPU s", "server_cpu_s", lambda v: fmt(v, 1), False),
+    ("tok/req", "mean_completion_tokens", lambda v: fmt(v, 0), False),
     ("err", "errors", lambda v: "-" if v is None else str(v), False),
 ]
 
 
-def render_table(agg: dict[str, Any], names: list[str]) -> str:
+def render_table(agg: dict[str, Any], names: list[str], max_tokens: int) -> str:
     a, b = (names + [None, None])[:2]
     header = ["level", "server"] + [c[0] for c in COLS]
     rows: list[list[str]] = []
@@ -769,6 +780,12 @@ def render_table(agg: dict[str, Any], names: list[str]) -> str:
     notes = []
     for wl, per in agg.items():
         for name, p in per.items():
+            mct = p.get("mean_completion_tokens")
+            if mct is not None and mct < 0.9 * max_tokens:
+                notes.append(
+                    f"note: {name} {wl}: {mct:.0f} completion tokens per request of max_tokens "
+                    f"{max_tokens} (the model stopped early; tok/s figures compare unequal work)"
+                )
             tpc = p.get("tokens_per_chunk")
             if tpc is not None and abs(tpc - 1.0) > 0.05:
                 notes.append(
@@ -831,7 +848,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--model", help="GGUF path (default: `hearth models path qwen2.5-coder-0.5b-instruct`)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2,
+                   help="threads for both servers: llama-server -t, hearth's thread budget")
+    p.add_argument("--hearth-decode-threads", type=int, default=None,
+                   help="hearth n_threads (one-token steps); default: hearth's own default (1), "
+                        "never more than --threads")
     p.add_argument(
         "--ctx",
         type=int,
@@ -927,7 +948,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     env = dict(os.environ)
-    env["HEARTH_ENGINE__N_THREADS"] = str(args.threads)
+    # Same thread budget for both: hearth uses at most --threads, split as its defaults say
+    # (one-token steps on n_threads, larger steps on n_threads_batch = --threads).
+    decode = args.hearth_decode_threads if args.hearth_decode_threads is not None else 1
+    env["HEARTH_ENGINE__N_THREADS"] = str(min(decode, args.threads))
     env["HEARTH_ENGINE__N_THREADS_BATCH"] = str(args.threads)
     env["HEARTH_ENGINE__N_CTX"] = str(args.ctx)
     env["HEARTH_ENGINE__MAX_SEQS"] = str(args.parallel)
@@ -1003,7 +1027,7 @@ def main(argv: list[str] | None = None) -> int:
             current.stop()
 
     agg = aggregate(runs, names, args.workloads)
-    table = render_table(agg, names)
+    table = render_table(agg, names, args.max_tokens)
     print("\n" + table)
     result = {
         "time": stamp,

@@ -83,8 +83,12 @@ class EngineSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")  # as Settings: typos in [engine] are errors
 
     backend: Literal["llamacpp", "fake"] = "llamacpp"
-    # Threads for decode and for prompt processing. Set explicitly, never llama.cpp's default.
-    n_threads: int = Field(default=2, ge=1, le=256)
+    # Threads, set explicitly, never llama.cpp's default. llama.cpp uses `n_threads` for steps of a
+    # single token (one stream decoding) and `n_threads_batch` for every larger step (prompts, and
+    # several streams decoding together). Measured on 2 cores (README, Performance): one stream
+    # decodes faster on 1 thread than on 2 with PASSIVE waiting, because the HTTP side then never
+    # preempts a thread that the other one is spinning on; batches are compute-bound and want 2.
+    n_threads: int = Field(default=1, ge=1, le=256)
     n_threads_batch: int = Field(default=2, ge=1, le=256)
     # OpenMP spin-waiting collapses throughput when other processes share the cores (FACTS.md).
     omp_wait_policy: Literal["PASSIVE", "ACTIVE", ""] = "PASSIVE"
@@ -92,7 +96,7 @@ class EngineSettings(BaseModel):
     n_batch: int = Field(default=512, ge=1, description="Max tokens per decode step (prefill chunk)")
     max_seqs: int = Field(default=16, ge=1, le=256, description="Sequences decoded together")
     max_queue: int = Field(default=256, ge=1, description="Waiting requests before 503")
-    flash_attn: bool = False
+    flash_attn: Literal["auto", "on", "off"] = "auto"
     # Fake engine knobs (tests, gateway benchmarks).
     fake_token_delay_s: float = Field(default=0.0, ge=0.0)
 

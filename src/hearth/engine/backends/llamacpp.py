@@ -36,7 +36,7 @@ class LlamaCppConfig:
     max_queue: int = 256
     n_threads: int = 2
     n_threads_batch: int = 2
-    flash_attn: bool = False
+    flash_attn: str = "auto"
     context_length: int | None = None
 
 

@@ -39,7 +39,7 @@ class ContextConfig:
     n_seq_max: int
     n_threads: int
     n_threads_batch: int
-    flash_attn: bool = False
+    flash_attn: str = "auto"
 
 
 class LlamaModel:
@@ -48,7 +48,6 @@ class LlamaModel:
     def __init__(self, path: str, cfg: ContextConfig) -> None:
         _backend_init()
         mp = L.llama_model_default_params()
-        mp.use_mmap = True
         self.model = L.llama_model_load_from_file(path.encode(), mp)
         if not self.model:
             raise EngineDead(f"llama.cpp could not load the model file {path}")
@@ -63,9 +62,10 @@ class LlamaModel:
         cp.n_threads = cfg.n_threads
         cp.n_threads_batch = cfg.n_threads_batch
         cp.kv_unified = True  # one cache for every sequence: any sequence may use any cell
-        cp.flash_attn_type = (
-            L.LLAMA_FLASH_ATTN_TYPE_ENABLED if cfg.flash_attn else L.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        )
+        cp.flash_attn_type = {
+            "on": L.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+            "off": L.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+        }.get(cfg.flash_attn, L.LLAMA_FLASH_ATTN_TYPE_AUTO)
         cp.no_perf = True
         self.ctx = L.llama_init_from_model(self.model, cp)
         if not self.ctx:
