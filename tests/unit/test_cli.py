@@ -33,10 +33,11 @@ def test_bad_config_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_models_list_and_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HEARTH_DATA_DIR", str(tmp_path))
-    r = runner.invoke(app, ["models", "list"])
+    r = runner.invoke(app, ["models", "list"], env={"COLUMNS": "200"})
     assert r.exit_code == 0
     assert "smollm2-135m-instruct" in r.output and "qwen2.5-coder-0.5b-instruct" in r.output
-    r = runner.invoke(app, ["models", "path", "smollm2-135m-instruct"])
-    assert r.exit_code == 0 and r.output.strip().endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
+    r = runner.invoke(app, ["models", "path", "smollm2-135m-instruct"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert r.output.strip().splitlines()[-1].endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
     r = runner.invoke(app, ["models", "path", "no-such-model"])
     assert r.exit_code == 2 and "unknown model" in r.output
