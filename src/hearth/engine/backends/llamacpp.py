@@ -13,13 +13,15 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import llama_cpp as L
 
 from hearth.engine.backends.llamacpp_model import ContextConfig, LlamaModel, Sampler, token_logprob
 from hearth.engine.backends.mailbox import Mailbox
 from hearth.engine.errors import ContextLengthExceeded, EngineDead, GenerationFailed, Overloaded
+from hearth.engine.scheduler import Finished, Plan, Sampled, Scheduler
+from hearth.engine.scheduler import Sequence as Seq
 from hearth.engine.textstream import TextAssembler
 from hearth.engine.types import Delta, FinishReason, GenerationRequest, ModelInfo
 
@@ -42,17 +44,12 @@ class LlamaCppConfig:
 
 @dataclass(eq=False, slots=True)
 class _Seq:
+    """The engine thread's per-request state beside the scheduler's Sequence."""
+
     req: GenerationRequest
     mailbox: Mailbox
-    reserve: int
-    seq_id: int = -1
+    assembler: TextAssembler
     sampler: Sampler | None = None
-    assembler: TextAssembler = field(default_factory=TextAssembler)
-    prefilled: int = 0
-    pos: int = 0
-    last_token: int = -1
-    generated: int = 0
-    done: bool = False
 
 
 class LlamaCppEngine:
@@ -68,7 +65,7 @@ class LlamaCppEngine:
         self._stopping = False
         self._dead: BaseException | None = None
         # Written by the engine thread after every step; read by metrics and tests.
-        self.stats: dict[str, int] = {"running": 0, "waiting": 0, "kv_reserved": 0, "steps": 0}
+        self.stats: dict[str, int] = {"running": 0, "waiting": 0, "kv_reserved": 0, "kv_used": 0, "steps": 0}
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -133,10 +130,11 @@ class LlamaCppEngine:
         if need > self.info.context_length:
             raise ContextLengthExceeded(self.info.context_length, len(request.prompt_tokens),
                                         request.params.max_tokens)
-        seq = _Seq(req=request, mailbox=Mailbox(asyncio.get_running_loop()), reserve=need,
+        seq = _Seq(req=request, mailbox=Mailbox(asyncio.get_running_loop()),
                    assembler=TextAssembler(request.params.stop))
         with self._lock:
-            if len(self._incoming) >= self.cfg.max_queue:
+            # The queue is what the engine thread has not admitted yet (its count is published per step).
+            if len(self._incoming) + self.stats["waiting"] >= self.cfg.max_queue:
                 raise Overloaded(retry_after_s=1.0)
             self._incoming.append(seq)
             self._lock.notify()
@@ -165,137 +163,105 @@ class LlamaCppEngine:
 
 
 class _Loop:
-    """State owned by the engine thread alone (besides the locked hand-off queues)."""
+    """The engine thread: drives the pure Scheduler with llama.cpp as the step backend."""
 
     def __init__(self, engine: LlamaCppEngine) -> None:
         self.e = engine
         assert engine._model is not None
         self.m: LlamaModel = engine._model
         cfg = engine.cfg
-        self.waiting: collections.deque[_Seq] = collections.deque()
-        self.running: list[_Seq] = []
-        self.free_ids = list(range(cfg.max_seqs - 1, -1, -1))
-        self.reserved = 0
-        self.capacity = max(cfg.n_batch, cfg.max_seqs)
-        self.batch = L.llama_batch_init(self.capacity, 0, 1)
+        self.sched = Scheduler(max_seqs=cfg.max_seqs, kv_capacity=self.m.n_ctx,
+                               token_budget=max(cfg.n_batch, cfg.max_seqs), max_queue=1 << 30)
+        self.batch = L.llama_batch_init(self.sched.token_budget, 0, 1)
 
     def run(self) -> None:
         try:
             while self._take_new():
-                self._admit()
-                if self.running:
-                    self._step()
-                self.e.stats = {"running": len(self.running), "waiting": len(self.waiting),
-                                "kv_reserved": self.reserved, "steps": self.e.stats["steps"] + 1}
+                plan = self.sched.schedule()
+                for seq in plan.admitted:
+                    st: _Seq = seq.payload  # type: ignore[assignment]
+                    st.sampler = Sampler(self.m, st.req.params, penalty_window=self.m.n_ctx)
+                if plan.chunks:
+                    self._step(plan)
+                self.e.stats = {"running": len(self.sched.running), "waiting": len(self.sched.waiting),
+                                "kv_reserved": self.sched.reserved, "kv_used": self.sched.kv_used,
+                                "steps": self.e.stats["steps"] + 1}
         finally:
-            for s in self.running + list(self.waiting):
-                s.mailbox.fail(EngineDead("the engine stopped"))
-                self._release(s)
+            for f in self.sched.fail_all():
+                self._free(f)
+            for seq in self.sched.waiting:
+                seq.payload.mailbox.fail(EngineDead("the engine stopped"))  # type: ignore[attr-defined]
             L.llama_batch_free(self.batch)
 
     def _take_new(self) -> bool:
         e = self.e
         with e._lock:
-            while not (e._stopping or e._incoming or e._aborts or self.running or self.waiting):
+            while not (e._stopping or e._incoming or e._aborts or not self.sched.idle):
                 e._lock.wait()
             if e._stopping:
                 return False
-            self.waiting.extend(e._incoming)
+            incoming = list(e._incoming)
             e._incoming.clear()
             aborts, e._aborts = e._aborts, set()
-        if aborts:
-            for s in [s for s in self.running if s.req.request_id in aborts]:
-                self._finish(s, FinishReason.ABORT)
-            self.waiting = collections.deque(s for s in self.waiting if s.req.request_id not in aborts)
-            self.running = [s for s in self.running if not s.done]
+        for st in incoming:
+            self.sched.add(Seq(st.req.request_id, st.req.prompt_tokens, st.req.params.max_tokens, st))
+        for rid in aborts:
+            f = self.sched.abort(rid)
+            if f is not None:
+                self._finish(f)
         return True
 
-    def _admit(self) -> None:
-        n_ctx = self.m.n_ctx
-        while self.waiting and self.free_ids and self.reserved + self.waiting[0].reserve <= n_ctx:
-            s = self.waiting.popleft()
-            s.seq_id = self.free_ids.pop()
-            s.sampler = Sampler(self.m, s.req.params, penalty_window=n_ctx)
-            self.reserved += s.reserve
-            self.running.append(s)
-
-    def _step(self) -> None:
+    def _step(self, plan: Plan) -> None:
         b = self.batch
         n = 0
-        want: list[tuple[_Seq, int]] = []
-        for s in self.running:  # decoding sequences: one token each
-            if s.prefilled == len(s.req.prompt_tokens):
-                n = self._put(n, s.last_token, s.pos, s.seq_id, True)
-                want.append((s, n - 1))
-                s.pos += 1
-        budget = self.e.cfg.n_batch - n  # one decode never exceeds the context's n_batch
-        for s in self.running:  # prefill chunks, oldest first, under the token budget
-            prompt = s.req.prompt_tokens
-            if s.prefilled < len(prompt) and budget > 0:
-                take = min(budget, len(prompt) - s.prefilled)
-                for k in range(take):
-                    last = s.prefilled + k == len(prompt) - 1
-                    n = self._put(n, prompt[s.prefilled + k], s.pos, s.seq_id, last)
-                    s.pos += 1
-                s.prefilled += take
-                budget -= take
-                if s.prefilled == len(prompt):
-                    want.append((s, n - 1))
+        want: list[tuple[Seq, int]] = []
+        for c in plan.chunks:
+            sid = c.seq.seq_id
+            for k, tok in enumerate(c.tokens):
+                b.token[n] = tok
+                b.pos[n] = c.pos + k
+                b.n_seq_id[n] = 1
+                b.seq_id[n][0] = sid
+                b.logits[n] = 1 if (c.logits and k == len(c.tokens) - 1) else 0
+                n += 1
+            if c.logits:
+                want.append((c.seq, n - 1))
         b.n_tokens = n
         rc = L.llama_decode(self.m.ctx, b)
         if rc != 0:
             err = GenerationFailed(f"llama_decode failed with status {rc}")
-            for s in self.running:
-                s.mailbox.fail(err)
-                self._release(s)
-            self.running = []
+            for f in self.sched.fail_all():
+                f.seq.payload.mailbox.fail(err)  # type: ignore[attr-defined]
+                self._free(f)
             return
-        for s, idx in want:
-            self._sample(s, idx)
-        self.running = [s for s in self.running if not s.done]
+        sampled = {seq: self._sample(seq, idx) for seq, idx in want}
+        for f in self.sched.update(plan, sampled):
+            self._finish(f)
 
-    def _put(self, n: int, token: int, pos: int, seq_id: int, logits: bool) -> int:
-        b = self.batch
-        b.token[n] = token
-        b.pos[n] = pos
-        b.n_seq_id[n] = 1
-        b.seq_id[n][0] = seq_id
-        b.logits[n] = 1 if logits else 0
-        return n + 1
-
-    def _sample(self, s: _Seq, idx: int) -> None:
-        assert s.sampler is not None
-        p = s.req.params
-        tok = s.sampler.sample(self.m.ctx, idx)
-        s.generated += 1
-        s.last_token = tok
+    def _sample(self, seq: Seq, idx: int) -> Sampled:
+        st: _Seq = seq.payload  # type: ignore[assignment]
+        assert st.sampler is not None
+        p = st.req.params
+        tok = st.sampler.sample(self.m.ctx, idx)
         lps = [token_logprob(self.m, self.m.logits(idx), tok, p.top_logprobs)] if p.logprobs else []
         if self.m.is_eog(tok):
-            s.mailbox.put(Delta(token_ids=[tok], logprobs=lps))
-            self._finish(s, FinishReason.STOP)
-            return
-        text = s.assembler.feed(self.m.piece(tok))
-        s.mailbox.put(Delta(text=text, token_ids=[tok], logprobs=lps))
-        if s.assembler.stopped:
-            self._finish(s, FinishReason.STOP)
-        elif s.generated >= p.max_tokens:
-            self._finish(s, FinishReason.LENGTH)
+            st.mailbox.put(Delta(token_ids=[tok], logprobs=lps))
+            return Sampled(tok, stop=True)
+        text = st.assembler.feed(self.m.piece(tok))
+        st.mailbox.put(Delta(text=text, token_ids=[tok], logprobs=lps))
+        return Sampled(tok, stop=st.assembler.stopped)
 
-    def _finish(self, s: _Seq, reason: FinishReason) -> None:
-        tail = s.assembler.flush() if reason is not FinishReason.ABORT else ""
-        s.mailbox.put(Delta(text=tail, finish_reason=reason, prompt_tokens=len(s.req.prompt_tokens),
-                            completion_tokens=s.generated))
-        self._release(s)
+    def _finish(self, f: Finished) -> None:
+        st: _Seq = f.seq.payload  # type: ignore[assignment]
+        tail = st.assembler.flush() if f.reason is not FinishReason.ABORT else ""
+        st.mailbox.put(Delta(text=tail, finish_reason=f.reason, prompt_tokens=len(f.seq.prompt),
+                             completion_tokens=f.seq.generated))
+        self._free(f)
 
-    def _release(self, s: _Seq) -> None:
-        if s.done:
-            return
-        s.done = True
-        if s.seq_id >= 0:
-            self.m.seq_rm(s.seq_id)  # frees the sequence's KV cells before the next step
-            self.free_ids.append(s.seq_id)
-            self.reserved -= s.reserve
-            s.seq_id = -1
-        if s.sampler is not None:
-            s.sampler.free()
-            s.sampler = None
+    def _free(self, f: Finished) -> None:
+        if f.seq_id >= 0:
+            self.m.seq_rm(f.seq_id)  # frees the sequence's KV cells before the next step
+        st: _Seq = f.seq.payload  # type: ignore[assignment]
+        if st.sampler is not None:
+            st.sampler.free()
+            st.sampler = None
