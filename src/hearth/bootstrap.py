@@ -14,6 +14,7 @@ from hearth.engine import assets
 from hearth.engine.interface import Engine
 from hearth.engine.registry import EngineRegistry
 from hearth.services.chat import ChatService
+from hearth.services.metrics import Metrics
 from hearth.services.models import ModelsService
 
 log = logging.getLogger("hearth")
@@ -95,9 +96,11 @@ def build_runtime(settings: Settings, progress: assets.Progress | None = None,
             aliases[a] = spec.id
     aliases.update(settings.aliases)
     registry = EngineRegistry(engines, aliases)
+    metrics = Metrics(registry)
     container = Container(
-        chat=ChatService(registry),
+        chat=ChatService(registry, metrics),
         models=ModelsService(registry, created=int(time.time())),
         api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+        metrics=metrics,
     )
     return Runtime(registry=registry, container=container)

@@ -115,3 +115,19 @@ async def test_abort_frees_the_sequence(engine: LlamaCppEngine) -> None:
 async def test_over_context_is_refused(engine: LlamaCppEngine) -> None:
     with pytest.raises(ContextLengthExceeded):
         await run(engine, req(engine, "hello", max_tokens=2000))
+
+
+async def test_metrics_follow_the_work(engine: LlamaCppEngine) -> None:
+    before = engine.metrics()
+    gen = engine.generate(req(engine, "Tell me everything about it", max_tokens=400))
+    await gen.__anext__()
+    await gen.__anext__()
+    mid = engine.metrics()
+    assert mid.running == 1 and mid.kv_used_tokens > 0 and mid.kv_capacity_tokens == 1024
+    await gen.aclose()
+    assert await idle(engine)
+    after = engine.metrics()
+    assert after.running == 0 and after.kv_used_tokens == 0
+    n_prompt = len(engine.tokenize("Tell me everything about it"))
+    assert after.prompt_tokens_total - before.prompt_tokens_total == n_prompt
+    assert after.generated_tokens_total - before.generated_tokens_total >= 2

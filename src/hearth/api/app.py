@@ -5,14 +5,13 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hearth.api.deps import Container
-from pydantic import ValidationError
-
 from hearth.api.errors import ApiError, envelope, map_exception, validation_envelope
 from hearth.api.middleware import EdgeMiddleware
-from hearth.api.routes import chat, health, models
+from hearth.api.routes import chat, health, metrics, models
 from hearth.engine.errors import EngineError
 from hearth.protocol.errors import InvalidRequest
 
@@ -24,7 +23,7 @@ def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> JSO
 def create_app(container: Container, *, max_body_bytes: int = 16 * 1024 * 1024) -> FastAPI:
     app = FastAPI(title="hearth", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.state.container = container
-    for r in (chat.router, models.router, health.router):
+    for r in (chat.router, models.router, health.router, metrics.router):
         app.include_router(r)
 
     @app.exception_handler(StarletteHTTPException)

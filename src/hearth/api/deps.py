@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from hearth.api.errors import ApiError
 from hearth.services.chat import ChatService
 from hearth.services.context import RequestContext
+from hearth.services.metrics import Metrics
 from hearth.services.models import ModelsService
 
 
@@ -22,6 +23,7 @@ class Container:
     models: ModelsService
     api_key: str | None  # static key until the platform issue brings real keys
     ready: bool = True
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 def _container(request: Request) -> Container:

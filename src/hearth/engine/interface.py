@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol, runtime_checkable
 
-from hearth.engine.types import GenerationRequest, ModelInfo, Delta
+from hearth.engine.types import Delta, EngineMetrics, GenerationRequest, ModelInfo
 
 
 @runtime_checkable
@@ -35,3 +35,7 @@ class Engine(Protocol):
     async def abort(self, request_id: str) -> None: ...
 
     def health(self) -> bool: ...
+
+    def metrics(self) -> EngineMetrics:
+        """A cheap, non-blocking snapshot for the metrics scrape; safe to call from the event loop."""
+        ...

@@ -16,7 +16,7 @@ class TextAssembler:
     `stopped` is true and nothing more is emitted.
     """
 
-    __slots__ = ("_decoder", "_stops", "_pending", "stopped")
+    __slots__ = ("_decoder", "_pending", "_stops", "stopped")
 
     def __init__(self, stops: tuple[str, ...] = ()) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

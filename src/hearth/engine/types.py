@@ -90,3 +90,20 @@ class ModelInfo:
     owned_by: str = "hearth"
     created: int = 0
     kind: str = "chat"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineMetrics:
+    """A point-in-time snapshot of one engine, read at scrape time.
+
+    Gauges (`running`, `waiting`, `kv_*`) describe now; the `*_total` fields and
+    `prefix_cache_hit_tokens` are cumulative since the engine started and never decrease.
+    """
+
+    running: int = 0  # sequences being decoded or prefilled
+    waiting: int = 0  # sequences queued for admission
+    kv_used_tokens: int = 0  # KV cells reserved or filled by live sequences
+    kv_capacity_tokens: int = 0  # total KV cells (0: unknown)
+    prefix_cache_hit_tokens: int = 0  # prompt tokens served from the prefix cache
+    prompt_tokens_total: int = 0  # prompt tokens accepted for prefill
+    generated_tokens_total: int = 0  # tokens sampled

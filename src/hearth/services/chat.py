@@ -16,12 +16,20 @@ from hearth.engine.registry import EngineRegistry
 from hearth.engine.types import Delta, FinishReason, GenerationRequest
 from hearth.protocol import chat as wire
 from hearth.protocol.errors import InvalidRequest
-from hearth.rendering.chat_template import ChatTemplate, MissingChatTemplate, TemplateError, load_chat_template
+from hearth.rendering.chat_template import (
+    ChatTemplate,
+    MissingChatTemplate,
+    TemplateError,
+    load_chat_template,
+)
 from hearth.services import convert
 from hearth.services.context import RequestContext
 from hearth.services.ids import random_id
+from hearth.services.metrics import Metrics, RequestTimer, outcome_for_error, outcome_for_finish
 
 log = logging.getLogger("hearth.chat")
+
+ENDPOINT = "chat.completions"  # the `endpoint` label of this service's metrics
 
 
 @dataclass(slots=True)
@@ -42,8 +50,9 @@ class PreparedChat:
 
 
 class ChatService:
-    def __init__(self, registry: EngineRegistry) -> None:
+    def __init__(self, registry: EngineRegistry, metrics: Metrics | None = None) -> None:
         self._registry = registry
+        self._metrics = metrics if metrics is not None else Metrics()
         self._templates: dict[str, ChatTemplate] = {}
 
     def healthy(self) -> bool:
@@ -62,6 +71,13 @@ class ChatService:
 
     def prepare(self, req: wire.ChatCompletionRequest, ctx: RequestContext) -> PreparedChat:
         """Everything that can fail before the first byte is sent fails here, as a typed error."""
+        try:
+            return self._prepare(req, ctx)
+        except Exception as exc:
+            self._metrics.rejected(ctx.model, ENDPOINT, exc)
+            raise
+
+    def _prepare(self, req: wire.ChatCompletionRequest, ctx: RequestContext) -> PreparedChat:
         convert.check_supported(req)
         engine = self._registry.get(req.model)
         info = engine.info
@@ -106,13 +122,18 @@ class ChatService:
         )
 
     async def complete(self, p: PreparedChat, ctx: RequestContext) -> wire.ChatCompletion:
-        tasks = [asyncio.ensure_future(_collect(p.engine, r)) for r in p.requests]
+        timer = self._metrics.timer(p.engine.info.id, ENDPOINT, ctx.started, len(p.requests))
+        tasks = [asyncio.ensure_future(_collect(p.engine, r, timer, i)) for i, r in enumerate(p.requests)]
         try:
             results = await asyncio.gather(*tasks)
+        except BaseException as exc:
+            timer.finish(outcome_for_error(exc))
+            raise
         finally:
             # gather() leaves the other choices running when one fails (or we are cancelled).
             for t in tasks:
                 t.cancel()
+        timer.finish(outcome_for_finish([last.finish_reason for _, _, last in results]))
         choices = []
         completion = cached = 0
         for i, (text, logprobs, last) in enumerate(results):
@@ -149,34 +170,47 @@ class ChatService:
                 choices=choices, usage=usage,
             )
 
-        yield chunk([
-            wire.ChunkChoice(index=i, delta=wire.ChoiceDelta(role="assistant", content=""))
-            for i in range(len(p.requests))
-        ])
-        completion = cached = 0
-        # Tokens of choices still running, so that a client that leaves is still accounted for.
-        running = [0] * len(p.requests)
-        async for i, d in _merge(p.engine, p.requests):
-            running[i] += len(d.token_ids)
-            if d.finish_reason is not None:
-                running[i] = 0
-                completion += d.completion_tokens
-                cached = max(cached, d.cached_tokens)
-                ctx.cached_tokens = cached
-            ctx.completion_tokens = completion + sum(running)
-            lp = (
-                wire.ChoiceLogprobs(content=convert.logprobs_to_wire(d.logprobs))
-                if p.requests[i].params.logprobs and d.logprobs
-                else None
-            )
-            if d.text or lp is not None:
-                yield chunk([wire.ChunkChoice(index=i, delta=wire.ChoiceDelta(content=d.text), logprobs=lp)])
-            if d.finish_reason is not None:
-                reason = convert.finish_reason(d.finish_reason)
-                ctx.finish = reason
-                yield chunk([wire.ChunkChoice(index=i, delta=wire.ChoiceDelta(), finish_reason=reason)])  # type: ignore[arg-type]
-        if p.include_usage:
-            yield chunk([], _usage(p.prompt_tokens, completion, cached))
+        timer = self._metrics.timer(p.engine.info.id, ENDPOINT, ctx.started, len(p.requests))
+        try:
+            yield chunk([
+                wire.ChunkChoice(index=i, delta=wire.ChoiceDelta(role="assistant", content=""))
+                for i in range(len(p.requests))
+            ])
+            completion = cached = 0
+            # Tokens of choices still running, so that a client that leaves is still accounted for.
+            running = [0] * len(p.requests)
+            finishes: list[FinishReason | None] = []
+            async for i, d in _merge(p.engine, p.requests):
+                n_tok = len(d.token_ids)
+                if n_tok:
+                    timer.token(i, n_tok)
+                running[i] += n_tok
+                if d.finish_reason is not None:
+                    finishes.append(d.finish_reason)
+                    running[i] = 0
+                    completion += d.completion_tokens
+                    cached = max(cached, d.cached_tokens)
+                    ctx.cached_tokens = cached
+                ctx.completion_tokens = completion + sum(running)
+                lp = (
+                    wire.ChoiceLogprobs(content=convert.logprobs_to_wire(d.logprobs))
+                    if p.requests[i].params.logprobs and d.logprobs
+                    else None
+                )
+                if d.text or lp is not None:
+                    yield chunk([wire.ChunkChoice(index=i, delta=wire.ChoiceDelta(content=d.text),
+                                                  logprobs=lp)])
+                if d.finish_reason is not None:
+                    reason = convert.finish_reason(d.finish_reason)
+                    ctx.finish = reason
+                    yield chunk([wire.ChunkChoice(index=i, delta=wire.ChoiceDelta(), finish_reason=reason)])  # type: ignore[arg-type]
+            # Counted before the usage chunk: the generation is complete even if that last write fails.
+            timer.finish(outcome_for_finish(finishes))
+            if p.include_usage:
+                yield chunk([], _usage(p.prompt_tokens, completion, cached))
+        except BaseException as exc:  # the client left (GeneratorExit, CancelledError) or the engine failed
+            timer.finish(outcome_for_error(exc))
+            raise
 
 
 def _usage(prompt: int, completion: int, cached: int) -> wire.CompletionUsage:
@@ -192,11 +226,14 @@ def _fingerprint(model_id: str) -> str:
     return "fp_" + hashlib.sha256(f"hearth:{model_id}".encode()).hexdigest()[:10]
 
 
-async def _collect(engine: Engine, req: GenerationRequest) -> tuple[str, list, Delta]:  # type: ignore[type-arg]
+async def _collect(engine: Engine, req: GenerationRequest, timer: RequestTimer, index: int
+                   ) -> tuple[str, list, Delta]:  # type: ignore[type-arg]
     parts: list[str] = []
     logprobs = []
     last = Delta(finish_reason=FinishReason.STOP)
     async for d in engine.generate(req):
+        if d.token_ids:
+            timer.token(index, len(d.token_ids))
         parts.append(d.text)
         logprobs.extend(d.logprobs)
         last = d

@@ -6,6 +6,8 @@
   deterministic pseudo-text that depends on the prompt, and on the seed when sampling.
 - `token_delay_s` sleeps between tokens; `fail_at_token` raises GenerationFailed after k tokens.
 - Every request is recorded in `requests`; `abort` and task cancellation stop generation at once.
+- `metrics()` counts for real: live sequences, the KV cells they would hold (prompt + generated,
+  against `kv_capacity_tokens`, by default the context length) and cumulative token totals.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from hearth.engine.errors import GenerationFailed
 from hearth.engine.textstream import TextAssembler
 from hearth.engine.types import (
     Delta,
+    EngineMetrics,
     FinishReason,
     GenerationRequest,
     ModelInfo,
@@ -31,10 +34,7 @@ FAKE_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 
-_WORDS = (
-    "the quick brown fox jumps over lazy dog hearth serves tokens from a small model "
-    "on two cores with batching and caching"
-).split()
+_WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "hearth", "serves", "tokens", "from", "a", "small", "model", "on", "two", "cores", "with", "batching", "and", "caching"]
 
 
 class FakeEngine:
@@ -47,6 +47,7 @@ class FakeEngine:
         token_delay_s: float = 0.0,
         fail_at_token: int | None = None,
         reply_tokens: int = 24,
+        kv_capacity_tokens: int | None = None,
     ) -> None:
         self.info = ModelInfo(
             id=model_id,
@@ -64,6 +65,10 @@ class FakeEngine:
         self.active: set[str] = set()
         self._vocab: dict[int, str] = {}
         self._healthy = True
+        self.kv_capacity_tokens = context_length if kv_capacity_tokens is None else kv_capacity_tokens
+        self._kv_used: dict[str, int] = {}  # request id -> cells its sequence holds
+        self._prompt_total = 0
+        self._generated_total = 0
 
     async def start(self) -> None:
         return None
@@ -73,6 +78,16 @@ class FakeEngine:
 
     def health(self) -> bool:
         return self._healthy
+
+    def metrics(self) -> EngineMetrics:
+        return EngineMetrics(
+            running=len(self.active),
+            waiting=0,  # no queue: every request runs at once
+            kv_used_tokens=sum(self._kv_used.values()),
+            kv_capacity_tokens=self.kv_capacity_tokens,
+            prompt_tokens_total=self._prompt_total,
+            generated_tokens_total=self._generated_total,
+        )
 
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         ids = []
@@ -99,12 +114,16 @@ class FakeEngine:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         self.requests.append(request)
-        self.active.add(request.request_id)
+        rid = request.request_id
+        self.active.add(rid)
+        self._kv_used[rid] = len(request.prompt_tokens)
+        self._prompt_total += len(request.prompt_tokens)
         try:
             async for delta in self._run(request):
                 yield delta
         finally:
-            self.active.discard(request.request_id)
+            self.active.discard(rid)
+            self._kv_used.pop(rid, None)
 
     async def _run(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         params = request.params
@@ -129,6 +148,8 @@ class FakeEngine:
             piece = word if i == 0 else " " + word
             tid = self.tokenize(word)[0]
             produced += 1
+            self._generated_total += 1
+            self._kv_used[request.request_id] = n_prompt + produced
             text = assembler.feed(piece.encode())
             lp = [_fake_logprob(piece, i, params.top_logprobs)] if params.logprobs else []
             if assembler.stopped:

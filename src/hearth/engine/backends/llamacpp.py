@@ -23,7 +23,7 @@ from hearth.engine.errors import ContextLengthExceeded, EngineDead, GenerationFa
 from hearth.engine.scheduler import Finished, Plan, Sampled, Scheduler
 from hearth.engine.scheduler import Sequence as Seq
 from hearth.engine.textstream import TextAssembler
-from hearth.engine.types import Delta, FinishReason, GenerationRequest, ModelInfo
+from hearth.engine.types import Delta, EngineMetrics, FinishReason, GenerationRequest, ModelInfo
 
 log = logging.getLogger("hearth.engine.llamacpp")
 
@@ -65,7 +65,8 @@ class LlamaCppEngine:
         self._stopping = False
         self._dead: BaseException | None = None
         # Written by the engine thread after every step; read by metrics and tests.
-        self.stats: dict[str, int] = {"running": 0, "waiting": 0, "kv_reserved": 0, "kv_used": 0, "steps": 0}
+        self.stats: dict[str, int] = {"running": 0, "waiting": 0, "kv_reserved": 0, "kv_used": 0, "steps": 0,
+                                      "prompt_tokens_total": 0, "generated_tokens_total": 0}
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -107,6 +108,19 @@ class LlamaCppEngine:
 
     def health(self) -> bool:
         return self._dead is None and self._thread is not None and self._thread.is_alive()
+
+    def metrics(self) -> EngineMetrics:
+        st = self.stats  # replaced wholesale by the engine thread after each step: read it once
+        m = self._model
+        return EngineMetrics(
+            running=st["running"],
+            waiting=st["waiting"] + len(self._incoming),  # handed off, not yet taken by the thread
+            kv_used_tokens=st["kv_used"],
+            kv_capacity_tokens=m.n_ctx if m is not None else self.cfg.n_ctx,
+            prefix_cache_hit_tokens=0,
+            prompt_tokens_total=st["prompt_tokens_total"],
+            generated_tokens_total=st["generated_tokens_total"],
+        )
 
     # ---------------------------------------------------------------- public API
 
@@ -173,6 +187,8 @@ class _Loop:
         self.sched = Scheduler(max_seqs=cfg.max_seqs, kv_capacity=self.m.n_ctx,
                                token_budget=max(cfg.n_batch, cfg.max_seqs), max_queue=1 << 30)
         self.batch = L.llama_batch_init(self.sched.token_budget, 0, 1)
+        self.prompt_total = 0
+        self.generated_total = 0
 
     def run(self) -> None:
         try:
@@ -183,9 +199,12 @@ class _Loop:
                     st.sampler = Sampler(self.m, st.req.params, penalty_window=self.m.n_ctx)
                 if plan.chunks:
                     self._step(plan)
+                    self.prompt_total += sum(len(c.tokens) for c in plan.chunks if c.pos < len(c.seq.prompt))
+                    self.generated_total += len(plan.sample)
                 self.e.stats = {"running": len(self.sched.running), "waiting": len(self.sched.waiting),
                                 "kv_reserved": self.sched.reserved, "kv_used": self.sched.kv_used,
-                                "steps": self.e.stats["steps"] + 1}
+                                "steps": self.e.stats["steps"] + 1, "prompt_tokens_total": self.prompt_total,
+                                "generated_tokens_total": self.generated_total}
         finally:
             for f in self.sched.fail_all():
                 self._free(f)

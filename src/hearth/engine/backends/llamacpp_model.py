@@ -143,7 +143,7 @@ class Sampler:
 
     def __init__(self, model: LlamaModel, p: SamplingParams, penalty_window: int) -> None:
         self.chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
-        add = lambda s: L.llama_sampler_chain_add(self.chain, s)  # noqa: E731
+        add = lambda s: L.llama_sampler_chain_add(self.chain, s)
         if p.logit_bias:
             items = [(t, b) for t, b in p.logit_bias.items() if 0 <= t < model.n_vocab]
             arr = (L.llama_logit_bias * len(items))(*[L.llama_logit_bias(t, b) for t, b in items])

@@ -13,7 +13,7 @@ from hearth.engine.types import Delta
 
 
 class Mailbox:
-    __slots__ = ("_loop", "_event", "_lock", "_pending", "_error", "_signaled")
+    __slots__ = ("_error", "_event", "_lock", "_loop", "_pending", "_signaled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
