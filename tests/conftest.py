@@ -72,7 +72,7 @@ class LiveServer:
         self.server = uvicorn.Server(cfg)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> LiveServer:
+    def __enter__(self) -> LiveServer:  # noqa: PYI034
         self.thread.start()
         deadline = time.monotonic() + 10
         while not self.server.started:

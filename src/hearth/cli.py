@@ -8,7 +8,7 @@ import logging
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -22,7 +22,7 @@ models_app = typer.Typer(help="Embedded and configured models.", no_args_is_help
 app.add_typer(models_app, name="models")
 err = Console(stderr=True)
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML or YAML settings file")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML or YAML settings file")]
 
 
 def _settings(config: Path | None, **overrides: object) -> Settings:
@@ -69,10 +69,10 @@ def _setup_logging(level: str) -> None:
 @app.command()
 def serve(
     config: ConfigOpt = None,
-    host: Annotated[Optional[str], typer.Option(help="Bind address (default 127.0.0.1)")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port (default 8000)")] = None,
-    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model id, alias or GGUF path; repeatable")] = None,
-    log_level: Annotated[Optional[str], typer.Option(help="debug, info, warning or error")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000)")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Model id, alias or GGUF path; repeatable")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error")] = None,
 ) -> None:
     """Start the OpenAI-compatible API server."""
     overrides: dict[str, object] = {"host": host, "port": port, "log_level": log_level}
@@ -134,7 +134,7 @@ def models_list(config: ConfigOpt = None) -> None:
 
 @models_app.command("prepare")
 def models_prepare(
-    names: Annotated[Optional[list[str]], typer.Argument(help="Model ids (default: the served models)")] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Model ids (default: the served models)")] = None,
     config: ConfigOpt = None,
     verify: Annotated[bool, typer.Option(help="Re-hash prepared files against the pinned sha256")] = False,
 ) -> None:

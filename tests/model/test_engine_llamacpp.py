@@ -85,7 +85,7 @@ async def idle(engine: LlamaCppEngine) -> bool:
 
 
 async def test_stop_string_is_cut(engine: LlamaCppEngine) -> None:
-    text, ids, _ = await run(engine, req(engine, "Hello", max_tokens=12))
+    _, ids, _ = await run(engine, req(engine, "Hello", max_tokens=12))
     full = engine.detokenize(ids)
     stop = full[len(full) // 2: len(full) // 2 + 3]
     assert stop.strip()

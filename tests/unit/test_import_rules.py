@@ -21,5 +21,5 @@ def test_import_linter_contracts_hold() -> None:
 
     root = Path(__file__).resolve().parents[2]
     exe = Path(sys.executable).with_name("lint-imports")
-    out = subprocess.run([str(exe)], capture_output=True, text=True, cwd=root)
+    out = subprocess.run([str(exe)], check=False, capture_output=True, text=True, cwd=root)
     assert out.returncode == 0, out.stdout[-2000:]

@@ -255,7 +255,7 @@ async def _merge(engine: Engine, reqs: list[GenerationRequest]) -> AsyncIterator
             await queue.put((i, None))
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # surfaced to the consumer, which owns error handling
+        except BaseException as exc:  # noqa: BLE001 - surfaced to the consumer, which owns error handling
             await queue.put((i, exc))
 
     tasks = [asyncio.create_task(pump(i, r)) for i, r in enumerate(reqs)]

@@ -32,7 +32,7 @@ async def _encode(chunks: AsyncIterator[ChatCompletionChunk]) -> AsyncIterator[b
     try:
         async for chunk in chunks:
             yield sse.event(chunk)
-    except Exception as exc:  # after the first byte the status is sent: report in-band
+    except Exception as exc:  # noqa: BLE001 - after the first byte the status is sent: report in-band
         yield sse.error_event(map_exception(exc).body)
         return
     finally:
