@@ -81,6 +81,7 @@ def build_engine(settings: Settings, spec: ModelSpec, progress: assets.Progress 
             n_threads_batch=e.n_threads_batch,
             flash_attn=e.flash_attn,
             context_length=spec.context_length,
+            prefix_cache_entries=e.prefix_cache_entries,
         )
     )
 

@@ -96,6 +96,9 @@ class EngineSettings(BaseModel):
     n_batch: int = Field(default=512, ge=1, description="Max tokens per decode step (prefill chunk)")
     max_seqs: int = Field(default=16, ge=1, le=256, description="Sequences decoded together")
     max_queue: int = Field(default=256, ge=1, description="Waiting requests before 503")
+    prefix_cache_entries: int = Field(
+        default=32, ge=0, le=200, description="Finished prompts whose KV is kept for reuse; 0 disables"
+    )
     flash_attn: Literal["auto", "on", "off"] = "auto"
     # Fake engine knobs (tests, gateway benchmarks).
     fake_token_delay_s: float = Field(default=0.0, ge=0.0)

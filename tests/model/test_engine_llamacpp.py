@@ -131,3 +131,43 @@ async def test_metrics_follow_the_work(engine: LlamaCppEngine) -> None:
     n_prompt = len(engine.tokenize("Tell me everything about it"))
     assert after.prompt_tokens_total - before.prompt_tokens_total == n_prompt
     assert after.generated_tokens_total - before.generated_tokens_total >= 2
+
+
+async def test_prefix_cache_reuses_a_previous_prompt(engine: LlamaCppEngine) -> None:
+    base = "You are a careful assistant. Answer in one word. " * 4
+    first = req(engine, base + "First question?", rid="p1", max_tokens=3)
+    await run(engine, first)
+    second = req(engine, base + "Another one entirely?", rid="p2", max_tokens=3)
+    _, _, last = await run(engine, second)
+    common = 0
+    for x, y in zip(first.prompt_tokens, second.prompt_tokens):
+        if x != y:
+            break
+        common += 1
+    assert common > 10
+    assert last.cached_tokens == common  # exactly the reused tokens
+    assert engine.metrics().prefix_cache_hit_tokens >= common
+
+
+async def test_prefix_cache_is_keyed_by_tenant_and_skipped_for_seeds(engine: LlamaCppEngine) -> None:
+    text = "Shared words for the cache test, long enough to matter. " * 3
+    a = GenerationRequest("t1", tuple(engine.tokenize(text + "A")),
+                          SamplingParams(max_tokens=2, temperature=0), cache_key="proj_a")
+    await run(engine, a)
+    other = GenerationRequest("t2", tuple(engine.tokenize(text + "B")),
+                              SamplingParams(max_tokens=2, temperature=0), cache_key="proj_b")
+    assert (await run(engine, other))[2].cached_tokens == 0  # another tenant never reuses it
+    seeded = GenerationRequest("t3", tuple(engine.tokenize(text + "C")),
+                               SamplingParams(max_tokens=2, temperature=0, seed=3), cache_key="proj_a")
+    assert (await run(engine, seeded))[2].cached_tokens == 0
+    same = GenerationRequest("t4", tuple(engine.tokenize(text + "D")),
+                             SamplingParams(max_tokens=2, temperature=0), cache_key="proj_a")
+    assert (await run(engine, same))[2].cached_tokens > 0
+
+
+async def test_cached_prefix_gives_the_same_greedy_tokens(engine: LlamaCppEngine) -> None:
+    prompt = "In the beginning there was a small village by the sea, and every morning"
+    cold = await run(engine, req(engine, prompt, rid="g1", max_tokens=12))
+    warm = await run(engine, req(engine, prompt, rid="g2", max_tokens=12))
+    assert warm[2].cached_tokens == len(engine.tokenize(prompt)) - 1
+    assert warm[1] == cold[1]

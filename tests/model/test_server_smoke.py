@@ -82,13 +82,13 @@ def _check_pair(url: str, model: str) -> None:
     client = _client(url)
     msgs = [{"role": "system", "content": "You are terse."},
             {"role": "user", "content": "Name three colors."}]
-    r = client.chat.completions.create(model=model, messages=msgs, max_tokens=24, temperature=0)  # type: ignore[arg-type]
+    r = client.chat.completions.create(model=model, messages=msgs, max_tokens=24, temperature=0, seed=5)  # type: ignore[arg-type]
     assert r.choices[0].message.content
     assert r.choices[0].finish_reason in ("stop", "length")
     assert r.usage is not None and 0 < r.usage.completion_tokens <= 24
     assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
     # Streaming the same greedy request reassembles to the same text and the same usage.
-    chunks = list(client.chat.completions.create(model=model, messages=msgs, max_tokens=24, temperature=0,  # type: ignore[arg-type]
+    chunks = list(client.chat.completions.create(model=model, messages=msgs, max_tokens=24, temperature=0, seed=5,  # type: ignore[arg-type]
                                                  stream=True, stream_options={"include_usage": True}))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == r.choices[0].message.content

@@ -12,8 +12,16 @@ Guarantees:
 - Every step holds the next token of every decoding sequence, then prompt chunks of admitted
   sequences (oldest first) under the per-step token budget: a long prompt never stalls the
   streams already running (chunked prefill).
-- A sequence that finishes or is aborted frees its slot and its reservation at once; the caller
-  gets its slot id back (`Finished.seq_id`) to clear the slot's KV cells before the next step.
+- A sequence that finishes or is aborted frees its slot and its reservation at once. Its KV cells
+  are cleared by the caller through the next plan's `drops`, which the caller applies before
+  anything else in that step (so a slot id is never reused before its old cells are gone).
+
+Automatic prefix caching: with `max_cached > 0`, a finished sequence's KV (prompt and the tokens
+fed back) stays behind as a cache entry under its slot id. A new sequence with the same
+`cache_key` whose prompt shares a prefix with an entry gets those cells shared into its slot
+(`Plan.copies`, done with llama.cpp's seq_cp: no recomputation), and prefills only the rest.
+Entries are evicted least-recently-used when their cells are needed for admission or when there
+are too many. Only requests with the same `cache_key` (tenant) ever share cells.
 """
 
 from __future__ import annotations
@@ -34,6 +42,10 @@ class Sequence:
     prompt: tuple[int, ...]
     max_tokens: int
     payload: object = None
+    cache_key: str = ""
+    reuse: bool = True  # may start from a cached prefix (off for seeded requests: bit-exact replay)
+    cached: int = 0  # prompt tokens taken from the prefix cache
+    history: list[int] = field(default_factory=list)
     seq_id: int = -1
     prefilled: int = 0
     generated: int = 0
@@ -66,8 +78,13 @@ class Chunk:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
+    """One step. Apply in order: `drops` (clear these slot ids), `copies` ((src, dst, n): share
+    positions [0, n) of src into dst), then decode `chunks`."""
+
     chunks: tuple[Chunk, ...]
     admitted: tuple[Sequence, ...] = ()
+    drops: tuple[int, ...] = ()
+    copies: tuple[tuple[int, int, int], ...] = ()
 
     @property
     def n_tokens(self) -> int:
@@ -91,21 +108,43 @@ class Finished:
     seq_id: int
 
 
+@dataclass(eq=False, slots=True)
+class CacheEntry:
+    seq_id: int
+    key: str
+    tokens: tuple[int, ...]
+    last_used: int
+
+
 @dataclass(slots=True)
 class Scheduler:
     max_seqs: int
     kv_capacity: int
     token_budget: int
     max_queue: int = 256
+    max_cached: int = 0  # prefix-cache entries kept (each holds one slot id); 0 disables caching
     waiting: collections.deque[Sequence] = field(default_factory=collections.deque)
     running: list[Sequence] = field(default_factory=list)
     reserved: int = 0
+    cache: list[CacheEntry] = field(default_factory=list)
+    cache_hit_tokens: int = 0
     _free_ids: list[int] = field(default_factory=list)
+    _drops: list[int] = field(default_factory=list)
+    _tick: int = 0
 
     def __post_init__(self) -> None:
         if self.token_budget < self.max_seqs:
             raise ValueError("token_budget must hold at least one token per running sequence")
-        self._free_ids = list(range(self.max_seqs - 1, -1, -1))
+        self._free_ids = list(range(self.n_slot_ids - 1, -1, -1))
+
+    @property
+    def n_slot_ids(self) -> int:
+        """Sequence ids the backend must provide (running slots plus cache entries)."""
+        return self.max_seqs + self.max_cached
+
+    @property
+    def cached_cells(self) -> int:
+        return sum(len(e.tokens) for e in self.cache)
 
     # ------------------------------------------------------------------ inputs
 
@@ -130,7 +169,8 @@ class Scheduler:
     # ------------------------------------------------------------------ planning
 
     def schedule(self) -> Plan:
-        admitted = self._admit()
+        copies: list[tuple[int, int, int]] = []
+        admitted = self._admit(copies)
         chunks: list[Chunk] = []
         for s in self.running:
             if s.decoding:
@@ -142,20 +182,76 @@ class Scheduler:
                 end = s.prefilled + take
                 chunks.append(Chunk(s, s.prompt[s.prefilled:end], s.prefilled, end == len(s.prompt)))
                 budget -= take
-        return Plan(tuple(chunks), tuple(admitted))
+        drops, self._drops = tuple(self._drops), []
+        return Plan(tuple(chunks), tuple(admitted), drops, tuple(copies))
 
-    def _admit(self) -> list[Sequence]:
+    def _admit(self, copies: list[tuple[int, int, int]]) -> list[Sequence]:
         out = []
-        while self.waiting and self._free_ids:
+        while self.waiting and len(self.running) < self.max_seqs:
             head = self.waiting[0]
-            if self.reserved + head.reserve > self.kv_capacity:
+            while self.cache and (self.reserved + self.cached_cells + head.reserve > self.kv_capacity
+                                  or not self._free_ids):
+                self._evict(self._lru())
+            if self.reserved + head.reserve > self.kv_capacity or not self._free_ids:
                 break  # FIFO: never let a later, smaller request overtake the head
             self.waiting.popleft()
             head.seq_id = self._free_ids.pop()
             self.reserved += head.reserve
             self.running.append(head)
             out.append(head)
+            if head.reuse:
+                self._reuse_prefix(head, copies)
         return out
+
+    # ------------------------------------------------------------------ prefix cache
+
+    def _reuse_prefix(self, seq: Sequence, copies: list[tuple[int, int, int]]) -> None:
+        best: CacheEntry | None = None
+        best_n = 0
+        for e in self.cache:
+            if e.key == seq.cache_key:
+                n = _common_prefix(e.tokens, seq.prompt)
+                if n > best_n:
+                    best, best_n = e, n
+        best_n = min(best_n, len(seq.prompt) - 1)  # the last prompt token must run: its logits
+        if best is None or best_n <= 0:
+            return
+        self._tick += 1
+        best.last_used = self._tick
+        copies.append((best.seq_id, seq.seq_id, best_n))
+        seq.prefilled = seq.cached = best_n
+        self.cache_hit_tokens += best_n
+
+    def _keep(self, seq: Sequence, sid: int) -> None:
+        """Turn a finished sequence's slot into a cache entry (or drop it)."""
+        tokens = seq.prompt + tuple(seq.history[:-1])
+        if self.max_cached <= 0 or len(tokens) == 0:
+            self._drops.append(sid)
+            self._free_ids.append(sid)
+            return
+        for e in list(self.cache):
+            if e.key != seq.cache_key:
+                continue
+            if _common_prefix(e.tokens, tokens) == len(e.tokens):  # covered by the new entry
+                self._evict(e)
+            elif _common_prefix(e.tokens, tokens) == len(tokens):  # the new one adds nothing
+                self._tick += 1
+                e.last_used = self._tick
+                self._drops.append(sid)
+                self._free_ids.append(sid)
+                return
+        self._tick += 1
+        self.cache.append(CacheEntry(sid, seq.cache_key, tokens, self._tick))
+        while len(self.cache) > self.max_cached:
+            self._evict(self._lru())
+
+    def _lru(self) -> CacheEntry:
+        return min(self.cache, key=lambda e: e.last_used)
+
+    def _evict(self, e: CacheEntry) -> None:
+        self.cache.remove(e)
+        self._drops.append(e.seq_id)
+        self._free_ids.append(e.seq_id)
 
     # ------------------------------------------------------------------ results
 
@@ -171,6 +267,7 @@ class Scheduler:
                 continue
             seq.generated += 1
             seq.last_token = out.token
+            seq.history.append(out.token)
             if out.stop:
                 done.append(self._release(seq, FinishReason.STOP))
             elif seq.generated >= seq.max_tokens:
@@ -186,8 +283,17 @@ class Scheduler:
         self.running.remove(seq)
         self.reserved -= seq.reserve
         sid, seq.seq_id = seq.seq_id, -1
-        self._free_ids.append(sid)
+        if reason in (FinishReason.STOP, FinishReason.LENGTH):
+            self._keep(seq, sid)
+        else:  # aborted or failed: its cells may be incomplete, never cache them
+            self._drops.append(sid)
+            self._free_ids.append(sid)
         return Finished(seq, reason, sid)
+
+    def take_drops(self) -> list[int]:
+        """Slot ids to clear now (used when no step follows, e.g. at shutdown)."""
+        drops, self._drops = self._drops, []
+        return drops
 
     # ------------------------------------------------------------------ introspection
 
@@ -197,4 +303,19 @@ class Scheduler:
 
     @property
     def kv_used(self) -> int:
-        return sum(s.kv_tokens for s in self.running)
+        """Cells in use: running sequences plus cache entries (shared cells counted once each side)."""
+        return sum(s.kv_tokens for s in self.running) + self.cached_cells
+
+
+def _common_prefix(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # binary search on slice equality: C-speed compares, O(n log n) worst case
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

@@ -148,3 +148,80 @@ def test_sequence_that_can_never_fit_is_refused() -> None:
     s = Scheduler(max_seqs=1, kv_capacity=10, token_budget=8)
     with pytest.raises(ValueError):
         s.add(seq("a", prompt_len=8, max_tokens=8))
+
+
+# ---------------------------------------------------------------- prefix cache
+
+
+def finish_one(s: Scheduler, sq: Sequence, step: FakeStep) -> Plan:
+    s.add(sq)
+    last = s.schedule()
+    while not s.idle:
+        s.update(last, step(last))
+        last = s.schedule()
+    return last
+
+
+def test_finished_prompt_is_reused_by_the_next_request() -> None:
+    s = Scheduler(max_seqs=2, kv_capacity=200, token_budget=64, max_cached=4)
+    step = FakeStep()
+    a = Sequence("a", (1, 2, 3, 4, 5, 6), 2, cache_key="p")
+    finish_one(s, a, step)
+    assert len(s.cache) == 1 and s.cache[0].tokens == (1, 2, 3, 4, 5, 6, 101)
+    b = Sequence("b", (1, 2, 3, 4, 9, 9, 9), 2, cache_key="p")
+    s.add(b)
+    plan = s.schedule()
+    assert plan.copies == ((s.cache[0].seq_id, b.seq_id, 4),)
+    assert b.cached == 4 and plan.chunks[0].tokens == (9, 9, 9) and plan.chunks[0].pos == 4
+    assert s.cache_hit_tokens == 4
+
+
+def test_whole_prompt_cached_still_runs_its_last_token() -> None:
+    s = Scheduler(max_seqs=2, kv_capacity=200, token_budget=64, max_cached=4)
+    finish_one(s, Sequence("a", (1, 2, 3), 2, cache_key="p"), FakeStep())
+    b = Sequence("b", (1, 2, 3), 2, cache_key="p")
+    s.add(b)
+    plan = s.schedule()
+    assert b.cached == 2 and plan.chunks[0].tokens == (3,) and plan.chunks[0].logits
+
+
+def test_other_tenants_and_non_reusing_sequences_get_nothing() -> None:
+    s = Scheduler(max_seqs=2, kv_capacity=200, token_budget=64, max_cached=4)
+    finish_one(s, Sequence("a", (1, 2, 3, 4), 2, cache_key="p"), FakeStep())
+    other = Sequence("b", (1, 2, 3, 4), 2, cache_key="q")
+    seeded = Sequence("c", (1, 2, 3, 4), 2, cache_key="p", reuse=False)
+    s.add(other)
+    s.add(seeded)
+    plan = s.schedule()
+    assert plan.copies == () and other.cached == 0 and seeded.cached == 0
+
+
+def test_cache_is_evicted_lru_when_admission_needs_the_cells() -> None:
+    s = Scheduler(max_seqs=1, kv_capacity=20, token_budget=16, max_cached=4)
+    step = FakeStep()
+    finish_one(s, Sequence("a", (1,) * 8, 2, cache_key="x"), step)
+    finish_one(s, Sequence("b", (2,) * 8, 2, cache_key="y"), step)
+    assert [e.key for e in s.cache] == ["x", "y"] and s.cached_cells == 18
+    big = Sequence("c", (3,) * 10, 4, cache_key="z")  # needs 14 cells: both entries must go
+    s.add(big)
+    plan = s.schedule()
+    assert plan.admitted == (big,)
+    assert len(plan.drops) == 2 and s.cache == []
+    assert s.reserved + s.cached_cells <= s.kv_capacity
+
+
+def test_aborted_sequences_are_never_cached() -> None:
+    s = Scheduler(max_seqs=1, kv_capacity=100, token_budget=16, max_cached=4)
+    s.add(Sequence("a", (1, 2, 3), 50, cache_key="p"))
+    plan = s.schedule()
+    s.update(plan, FakeStep()(plan))
+    f = s.abort("a")
+    assert f is not None and s.cache == [] and s.take_drops() == [f.seq_id]
+
+
+def test_an_entry_covered_by_a_longer_one_is_replaced() -> None:
+    s = Scheduler(max_seqs=1, kv_capacity=200, token_budget=32, max_cached=4)
+    step = FakeStep()
+    finish_one(s, Sequence("a", (1, 2, 3), 2, cache_key="p"), step)          # caches 1 2 3 101
+    finish_one(s, Sequence("b", (1, 2, 3, 101, 7), 2, cache_key="p"), step)  # extends it
+    assert [e.tokens for e in s.cache] == [(1, 2, 3, 101, 7, 101)]

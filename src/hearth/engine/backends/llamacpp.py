@@ -40,6 +40,7 @@ class LlamaCppConfig:
     n_threads_batch: int = 2
     flash_attn: str = "auto"
     context_length: int | None = None
+    prefix_cache_entries: int = 32
 
 
 @dataclass(eq=False, slots=True)
@@ -66,15 +67,17 @@ class LlamaCppEngine:
         self._dead: BaseException | None = None
         # Written by the engine thread after every step; read by metrics and tests.
         self.stats: dict[str, int] = {"running": 0, "waiting": 0, "kv_reserved": 0, "kv_used": 0, "steps": 0,
-                                      "prompt_tokens_total": 0, "generated_tokens_total": 0}
+                                      "prompt_tokens_total": 0, "generated_tokens_total": 0,
+                                      "prefix_cache_hit_tokens": 0}
 
     # ---------------------------------------------------------------- lifecycle
 
     def load(self) -> None:
         """Load weights and create the context (blocking; call from a worker thread)."""
         c = self.cfg
-        m = LlamaModel(c.path, ContextConfig(c.n_ctx, c.n_batch, c.max_seqs, c.n_threads,
-                                             c.n_threads_batch, c.flash_attn))
+        # Slot ids: running sequences plus prefix-cache entries (see engine/scheduler.py).
+        m = LlamaModel(c.path, ContextConfig(c.n_ctx, c.n_batch, c.max_seqs + c.prefix_cache_entries,
+                                             c.n_threads, c.n_threads_batch, c.flash_attn))
         self._model = m
         limit = min(m.n_ctx, m.n_ctx_train or m.n_ctx)
         if c.context_length:
@@ -117,7 +120,7 @@ class LlamaCppEngine:
             waiting=st["waiting"] + len(self._incoming),  # handed off, not yet taken by the thread
             kv_used_tokens=st["kv_used"],
             kv_capacity_tokens=m.n_ctx if m is not None else self.cfg.n_ctx,
-            prefix_cache_hit_tokens=0,
+            prefix_cache_hit_tokens=st["prefix_cache_hit_tokens"],
             prompt_tokens_total=st["prompt_tokens_total"],
             generated_tokens_total=st["generated_tokens_total"],
         )
@@ -185,7 +188,8 @@ class _Loop:
         self.m: LlamaModel = engine._model
         cfg = engine.cfg
         self.sched = Scheduler(max_seqs=cfg.max_seqs, kv_capacity=self.m.n_ctx,
-                               token_budget=max(cfg.n_batch, cfg.max_seqs), max_queue=1 << 30)
+                               token_budget=max(cfg.n_batch, cfg.max_seqs), max_queue=1 << 30,
+                               max_cached=cfg.prefix_cache_entries)
         self.batch = L.llama_batch_init(self.sched.token_budget, 0, 1)
         self.prompt_total = 0
         self.generated_total = 0
@@ -193,7 +197,13 @@ class _Loop:
     def run(self) -> None:
         try:
             while self._take_new():
+                for sid in self.sched.take_drops():  # an abort frees its cells now, not next step
+                    self.m.seq_rm(sid)
                 plan = self.sched.schedule()
+                for sid in plan.drops:
+                    self.m.seq_rm(sid)
+                for src, dst, n in plan.copies:
+                    L.llama_memory_seq_cp(self.m.memory, src, dst, 0, n)
                 for seq in plan.admitted:
                     st: _Seq = seq.payload  # type: ignore[assignment]
                     st.sampler = Sampler(self.m, st.req.params, penalty_window=self.m.n_ctx)
@@ -204,7 +214,8 @@ class _Loop:
                 self.e.stats = {"running": len(self.sched.running), "waiting": len(self.sched.waiting),
                                 "kv_reserved": self.sched.reserved, "kv_used": self.sched.kv_used,
                                 "steps": self.e.stats["steps"] + 1, "prompt_tokens_total": self.prompt_total,
-                                "generated_tokens_total": self.generated_total}
+                                "generated_tokens_total": self.generated_total,
+                                "prefix_cache_hit_tokens": self.sched.cache_hit_tokens}
         finally:
             for f in self.sched.fail_all():
                 self._free(f)
@@ -223,7 +234,10 @@ class _Loop:
             e._incoming.clear()
             aborts, e._aborts = e._aborts, set()
         for st in incoming:
-            self.sched.add(Seq(st.req.request_id, st.req.prompt_tokens, st.req.params.max_tokens, st))
+            self.sched.add(Seq(st.req.request_id, st.req.prompt_tokens, st.req.params.max_tokens, st,
+                               cache_key=st.req.cache_key,
+                               # a seeded request replays bit-exactly: it never starts from cached KV
+                               reuse=st.req.params.seed is None))
         for rid in aborts:
             f = self.sched.abort(rid)
             if f is not None:
@@ -274,12 +288,11 @@ class _Loop:
         st: _Seq = f.seq.payload  # type: ignore[assignment]
         tail = st.assembler.flush() if f.reason is not FinishReason.ABORT else ""
         st.mailbox.put(Delta(text=tail, finish_reason=f.reason, prompt_tokens=len(f.seq.prompt),
-                             completion_tokens=f.seq.generated))
+                             cached_tokens=f.seq.cached, completion_tokens=f.seq.generated))
         self._free(f)
 
     def _free(self, f: Finished) -> None:
-        if f.seq_id >= 0:
-            self.m.seq_rm(f.seq_id)  # frees the sequence's KV cells before the next step
+        # The slot's cells are cleared (or kept as a cache entry) through the scheduler's drops.
         st: _Seq = f.seq.payload  # type: ignore[assignment]
         if st.sampler is not None:
             st.sampler.free()
