@@ -171,3 +171,12 @@ async def test_cached_prefix_gives_the_same_greedy_tokens(engine: LlamaCppEngine
     warm = await run(engine, req(engine, prompt, rid="g2", max_tokens=12))
     assert warm[2].cached_tokens == len(engine.tokenize(prompt)) - 1
     assert warm[1] == cold[1]
+
+
+async def test_n_choices_share_one_prefill(engine: LlamaCppEngine) -> None:
+    prompt = "A fresh prompt that nobody has sent before, about lighthouses and the sea. " * 2
+    reqs = [req(engine, prompt, rid=f"n{i}", max_tokens=4, temperature=1.0) for i in range(3)]
+    results = await asyncio.gather(*(run(engine, r) for r in reqs))
+    cached = sorted(last.cached_tokens for _, _, last in results)
+    assert cached == [0, len(reqs[0].prompt_tokens) - 1, len(reqs[0].prompt_tokens) - 1]
+    assert all(last.completion_tokens == 4 for _, _, last in results)

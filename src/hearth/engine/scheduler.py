@@ -177,6 +177,8 @@ class Scheduler:
                 chunks.append(Chunk(s, (s.last_token,), s.kv_tokens, True))
         budget = self.token_budget - len(chunks)
         for s in self.running:
+            if not s.decoding and s.reuse and s.prefilled == s.cached and self._follow(s, copies):
+                continue  # an earlier request is computing this prompt's prefix: share it, don't redo it
             if not s.decoding and budget > 0:
                 take = min(budget, len(s.prompt) - s.prefilled)
                 end = s.prefilled + take
@@ -221,6 +223,31 @@ class Scheduler:
         copies.append((best.seq_id, seq.seq_id, best_n))
         seq.prefilled = seq.cached = best_n
         self.cache_hit_tokens += best_n
+
+    def _follow(self, seq: Sequence, copies: list[tuple[int, int, int]]) -> bool:
+        """Share what earlier running sequences of the same tenant already computed of this prompt
+        (the n>1 choices of one request, or a burst of requests with one system prompt). Returns
+        True while an earlier sequence is still prefilling a longer shared part: wait for it."""
+        cap = len(seq.prompt) - 1
+        best: Sequence | None = None
+        best_n = seq.prefilled
+        wait = False
+        for r in self.running:
+            if r is seq:
+                break  # only earlier sequences lead: two newcomers never wait on each other
+            if r.cache_key != seq.cache_key:
+                continue
+            shared = min(_common_prefix(r.prompt, seq.prompt), cap)
+            ready = min(shared, r.prefilled)
+            if ready > best_n:
+                best, best_n = r, ready
+            # Waiting costs this sequence a step or more: worth it only for a real shared prefix.
+            wait = wait or (shared > r.prefilled and shared >= _MIN_SHARED_WAIT)
+        if best is not None and not wait:  # one copy, once the leader has computed all of it
+            copies.append((best.seq_id, seq.seq_id, best_n))
+            self.cache_hit_tokens += best_n - seq.prefilled
+            seq.prefilled = seq.cached = best_n
+        return wait
 
     def _keep(self, seq: Sequence, sid: int) -> None:
         """Turn a finished sequence's slot into a cache entry (or drop it)."""
@@ -305,6 +332,9 @@ class Scheduler:
     def kv_used(self) -> int:
         """Cells in use: running sequences plus cache entries (shared cells counted once each side)."""
         return sum(s.kv_tokens for s in self.running) + self.cached_cells
+
+
+_MIN_SHARED_WAIT = 16
 
 
 def _common_prefix(a: tuple[int, ...], b: tuple[int, ...]) -> int:

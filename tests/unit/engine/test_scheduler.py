@@ -26,7 +26,8 @@ class FakeStep:
 
 
 def seq(rid: str, prompt_len: int = 4, max_tokens: int = 3) -> Sequence:
-    return Sequence(rid, tuple(range(prompt_len)), max_tokens)
+    base = 1000 * sum(map(ord, rid))  # distinct prompts: no prefix sharing unless a test asks for it
+    return Sequence(rid, tuple(range(base, base + prompt_len)), max_tokens)
 
 
 def run(sched: Scheduler, step: FakeStep, max_steps: int = 1000) -> dict[str, FinishReason]:
@@ -48,7 +49,7 @@ def test_single_sequence_prefill_then_decode_to_length() -> None:
     step = FakeStep()
     assert run(s, step) == {"a": FinishReason.LENGTH}
     first = step.plans[0].chunks[0]
-    assert first.tokens == (0, 1, 2, 3, 4) and first.pos == 0 and first.logits
+    assert first.tokens == a.prompt and first.pos == 0 and first.logits
     # Then one token per step, fed back at consecutive positions after the prompt.
     assert [(c.tokens, c.pos) for p in step.plans[1:] for c in p.chunks] == [((101,), 5), ((102,), 6)]
     assert a.generated == 3 and s.reserved == 0 and s.kv_used == 0
@@ -225,3 +226,34 @@ def test_an_entry_covered_by_a_longer_one_is_replaced() -> None:
     finish_one(s, Sequence("a", (1, 2, 3), 2, cache_key="p"), step)          # caches 1 2 3 101
     finish_one(s, Sequence("b", (1, 2, 3, 101, 7), 2, cache_key="p"), step)  # extends it
     assert [e.tokens for e in s.cache] == [(1, 2, 3, 101, 7, 101)]
+
+
+def test_concurrent_requests_with_one_prompt_prefill_it_once() -> None:
+    s = Scheduler(max_seqs=4, kv_capacity=500, token_budget=8, max_cached=4)
+    prompt = tuple(range(20))
+    seqs = [Sequence(f"n{i}", prompt, 2, cache_key="p") for i in range(3)]
+    for q in seqs:
+        s.add(q)
+    step = FakeStep()
+    prefill_tokens = 0
+    copies: list[tuple[int, int, int]] = []
+    while not s.idle:
+        plan = s.schedule()
+        copies += plan.copies
+        prefill_tokens += sum(len(c.tokens) for c in plan.chunks if c.pos < len(c.seq.prompt))
+        s.update(plan, step(plan))
+    # The leader prefills 20 tokens; each follower shares 19 and runs only the last one.
+    assert prefill_tokens == 20 + 1 + 1
+    assert [(dst, n) for _, dst, n in copies] == [(1, 19), (2, 19)]
+    assert {src for src, _, _ in copies} == {0}  # both from the leader's slot
+    assert all(q.cached == 19 for q in seqs[1:]) and seqs[0].cached == 0
+
+
+def test_followers_of_another_tenant_do_not_wait() -> None:
+    s = Scheduler(max_seqs=4, kv_capacity=500, token_budget=64, max_cached=4)
+    a = Sequence("a", tuple(range(20)), 2, cache_key="p")
+    b = Sequence("b", tuple(range(20)), 2, cache_key="q")
+    s.add(a)
+    s.add(b)
+    plan = s.schedule()
+    assert {c.seq.request_id for c in plan.chunks} == {"a", "b"} and plan.copies == ()
