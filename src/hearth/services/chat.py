@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import time
@@ -222,6 +223,7 @@ def _usage(prompt: int, completion: int, cached: int) -> wire.CompletionUsage:
     )
 
 
+@functools.lru_cache(maxsize=64)  # one hash per served model, not one per request
 def _fingerprint(model_id: str) -> str:
     return "fp_" + hashlib.sha256(f"hearth:{model_id}".encode()).hexdigest()[:10]
 
@@ -246,7 +248,9 @@ async def _merge(engine: Engine, reqs: list[GenerationRequest]) -> AsyncIterator
         async for d in engine.generate(reqs[0]):
             yield 0, d
         return
-    queue: asyncio.Queue[tuple[int, Delta | BaseException | None]] = asyncio.Queue()
+    # Bounded: a slow consumer makes the pumps wait, so the engine merges deltas in its mailboxes
+    # instead of this queue growing (one buffer policy for n=1 and n>1 alike).
+    queue: asyncio.Queue[tuple[int, Delta | BaseException | None]] = asyncio.Queue(maxsize=len(reqs))
 
     async def pump(i: int, r: GenerationRequest) -> None:
         try:
