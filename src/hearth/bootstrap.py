@@ -10,9 +10,10 @@ from pathlib import Path
 
 from hearth.api.deps import Container
 from hearth.config import ModelSpec, Settings
-from hearth.engine import assets
+from hearth.engine import assets, memory
 from hearth.engine.interface import Engine
 from hearth.engine.registry import EngineRegistry
+from hearth.rendering.gguf_meta import ArrayInfo, read_gguf_metadata
 from hearth.services.chat import ChatService
 from hearth.services.metrics import Metrics
 from hearth.services.models import ModelsService
@@ -82,8 +83,49 @@ def build_engine(settings: Settings, spec: ModelSpec, progress: assets.Progress 
             flash_attn=e.flash_attn,
             context_length=spec.context_length,
             prefix_cache_entries=e.prefix_cache_entries,
+            batch_invariant=e.batch_invariant,
         )
     )
+
+
+def _shape(path: str) -> tuple[int, memory.ModelShape]:
+    meta = read_gguf_metadata(path, skip_arrays=True)
+    arch = meta.architecture or ""
+
+    def num(key: str, default: int = 0) -> int:
+        v = meta.kv.get(f"{arch}.{key}")
+        return v if isinstance(v, int) and not isinstance(v, bool) else default
+
+    tokens = meta.kv.get("tokenizer.ggml.tokens")
+    n_vocab = tokens.length if isinstance(tokens, ArrayInfo) else 0
+    n_head = num("attention.head_count", 1)
+    shape = memory.ModelShape(
+        n_layer=num("block_count"), n_embd=num("embedding_length"), n_head=n_head,
+        n_head_kv=num("attention.head_count_kv", n_head), n_vocab=n_vocab,
+        key_length=num("attention.key_length"), value_length=num("attention.value_length"),
+    )
+    return os.path.getsize(path), shape
+
+
+def check_memory(settings: Settings, engines: list[Engine]) -> None:
+    """Refuse to serve models whose weights, KV caches and buffers exceed the memory limit."""
+    e = settings.engine
+    limit = e.memory_limit_mb * memory.MiB if e.memory_limit_mb else None
+    if limit is None:
+        total = memory.system_memory_bytes()
+        if total is None:
+            return
+        limit = int(total * 0.9)  # leave room for the OS, the HTTP front end and the page cache
+    prints = []
+    for eng in engines:
+        path = getattr(getattr(eng, "cfg", None), "path", None)
+        if not path:
+            continue  # fake engines cost nothing
+        weights, shape = _shape(path)
+        prints.append(memory.footprint(eng.info.id, weights, shape, e.n_ctx, min(e.n_batch, 512)))
+    for fp in prints:
+        log.info("memory estimate %s", fp.describe())
+    memory.check_fits(prints, limit)
 
 
 def build_runtime(settings: Settings, progress: assets.Progress | None = None,
@@ -91,6 +133,7 @@ def build_runtime(settings: Settings, progress: assets.Progress | None = None,
     if engines is None:
         engines = [build_engine(settings, resolve_spec(settings, m), progress)
                    for m in settings.models_to_serve()]
+        check_memory(settings, engines)
     aliases: dict[str, str] = {}
     for spec in settings.catalog().values():
         for a in spec.aliases:

@@ -100,6 +100,15 @@ class EngineSettings(BaseModel):
         default=32, ge=0, le=200, description="Finished prompts whose KV is kept for reuse; 0 disables"
     )
     flash_attn: Literal["auto", "on", "off"] = "auto"
+    memory_limit_mb: int | None = Field(
+        default=None, ge=64,
+        description="Memory all served models may use (weights + KV caches + buffers); default 90% of RAM",
+    )
+    batch_invariant: bool = Field(
+        default=False,
+        description="Greedy and seeded requests decode in batches of their own: bit-identical output "
+        "alone or under load, at the cost of batching for those requests",
+    )
     # Fake engine knobs (tests, gateway benchmarks).
     fake_token_delay_s: float = Field(default=0.0, ge=0.0)
 

@@ -162,10 +162,13 @@ async def test_models(sdk: AsyncOpenAI) -> None:
         ({"logit_bias": {"abc": 1}}, "logit_bias", "invalid_value"),
         ({"messages": []}, "messages", "invalid_value"),
         ({"max_tokens": 10_000}, "messages", "context_length_exceeded"),
-        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools",
-         "unsupported_parameter"),
-        ({"tool_choice": "required"}, "tool_choice", "unsupported_parameter"),
-        ({"response_format": {"type": "json_object"}}, "response_format", "unsupported_parameter"),
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "strin"}}}]},
+         "tools[0].function.parameters.type", "invalid_json_schema"),
+        ({"tool_choice": "required"}, "tool_choice", "invalid_value"),
+        ({"response_format": {"type": "json_object"}}, "messages", "invalid_value"),
+        ({"response_format": {"type": "json_schema", "json_schema": {
+            "name": "x", "strict": True, "schema": {"type": "object", "properties": {"a": {"type": "string"}}}}}},
+         "response_format.json_schema.schema.additionalProperties", "invalid_json_schema"),
         ({"modalities": ["audio"]}, "modalities", "unsupported_parameter"),
         ({"extra_body": {"frobnicate": 1}}, "frobnicate", "unknown_parameter"),
         ({"messages": [{"role": "user", "content": [

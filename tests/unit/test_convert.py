@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from hearth.engine.types import FinishReason, SamplingParams, TokenLogprob, TopLogprob
+from hearth.engine.types import SamplingParams, TokenLogprob, TopLogprob
 from hearth.protocol import chat as wire
 from hearth.protocol.errors import InvalidRequest, UnsupportedParameter
 from hearth.services import convert
@@ -25,15 +25,6 @@ def req(**kw: Any) -> wire.ChatCompletionRequest:
 @pytest.mark.parametrize(
     "kw,param",
     [
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-        ({"tool_choice": "auto"}, "tool_choice"),
-        ({"tool_choice": "required"}, "tool_choice"),
-        ({"tool_choice": {"type": "function", "function": {"name": "f"}}}, "tool_choice"),
-        ({"functions": [{"name": "f"}]}, "functions"),
-        ({"function_call": "auto"}, "function_call"),
-        ({"function_call": {"name": "f"}}, "function_call"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
-        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "response_format"),
         ({"modalities": ["audio"]}, "modalities"),
         ({"modalities": ["text", "audio"]}, "modalities"),
         ({"audio": {"voice": "alloy"}}, "audio"),
@@ -87,8 +78,6 @@ def msgs(*raw: dict[str, Any]) -> list[wire.Message]:
         ({"role": "assistant", "content": [{"type": "text", "text": "t"}, {"type": "refusal", "refusal": "r"}]},
          {"role": "assistant", "content": "tr"}),
         ({"role": "assistant", "content": None, "refusal": "no"}, None),  # special-cased below
-        ({"role": "tool", "content": "42", "tool_call_id": "call_1"},
-         {"role": "tool", "content": "42", "tool_call_id": "call_1"}),
         ({"role": "function", "content": "out", "name": "f"}, {"role": "tool", "content": "out", "name": "f"}),
         ({"role": "function", "content": None, "name": "f"}, {"role": "tool", "content": "", "name": "f"}),
     ],
@@ -120,10 +109,37 @@ def test_assistant_tool_calls_and_function_call() -> None:
         "role": "assistant",
         "content": "",
         "tool_calls": [
-            {"id": "call_a", "type": "function", "function": {"name": "get", "arguments": "{\"x\":1}"}},
-            {"id": "call_1", "type": "function", "function": {"name": "legacy", "arguments": "{}"}},
+            # Templates get arguments as mappings (the Hugging Face convention), not JSON text.
+            {"id": "call_a", "type": "function", "function": {"name": "get", "arguments": {"x": 1}}},
+            {"id": "call_1", "type": "function", "function": {"name": "legacy", "arguments": {}}},
         ],
     }
+
+
+def test_tool_message_answers_an_earlier_call() -> None:
+    call = {"id": "call_a", "type": "function", "function": {"name": "get", "arguments": "not json"}}
+    out = convert.messages_for_template(msgs(
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "content": "42", "tool_call_id": "call_a"},
+    ))
+    assert out[2] == {"role": "tool", "content": "42", "tool_call_id": "call_a"}
+    assert out[1]["tool_calls"][0]["function"]["arguments"] == "not json"  # kept as text when not JSON
+
+
+@pytest.mark.parametrize("tool_at,call_id", [(1, "call_a"), (3, "call_b")])
+def test_tool_message_with_unknown_call_id(tool_at: int, call_id: str) -> None:
+    call = {"id": "call_a", "type": "function", "function": {"name": "get", "arguments": "{}"}}
+    raw: list[dict[str, Any]] = [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "content": "1", "tool_call_id": "call_a"},
+    ]
+    raw.insert(tool_at, {"role": "tool", "content": "42", "tool_call_id": call_id})
+    with pytest.raises(InvalidRequest) as ei:
+        convert.messages_for_template(msgs(*raw))
+    assert ei.value.param == f"messages[{tool_at}].tool_call_id"
+    assert call_id in ei.value.message
 
 
 def test_messages_for_template_keeps_order_and_does_not_mutate() -> None:
@@ -189,14 +205,6 @@ def test_sampling_params_logit_bias_keys_are_ints() -> None:
 
 
 # ------------------------------------------------------------------ finish_reason, logprobs
-
-
-@pytest.mark.parametrize(
-    "reason,expected",
-    [(FinishReason.STOP, "stop"), (FinishReason.LENGTH, "length"), (FinishReason.ABORT, "stop"), (None, "stop")],
-)
-def test_finish_reason(reason: FinishReason | None, expected: str) -> None:
-    assert convert.finish_reason(reason) == expected
 
 
 def test_logprobs_to_wire() -> None:

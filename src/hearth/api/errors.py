@@ -47,6 +47,9 @@ def map_exception(exc: BaseException) -> Mapped:
         return Mapped(404, envelope(str(exc), "invalid_request_error", "model", "model_not_found"), {})
     if isinstance(exc, engine_errors.ContextLengthExceeded):
         return Mapped(400, envelope(str(exc), "invalid_request_error", "messages", "context_length_exceeded"), {})
+    if isinstance(exc, engine_errors.InvalidConstraint):
+        return Mapped(400, envelope(f"The output constraint cannot be enforced: {exc}", "invalid_request_error",
+                                    "response_format", "invalid_json_schema"), {})
     if isinstance(exc, engine_errors.Overloaded):
         secs = max(1, round(exc.retry_after_s))
         return Mapped(503, envelope(str(exc), "server_error", None, "server_overloaded"),

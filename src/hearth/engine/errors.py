@@ -35,3 +35,7 @@ class EngineDead(EngineError):
 
 class GenerationFailed(EngineError):
     """A request failed part-way through generation."""
+
+
+class InvalidConstraint(EngineError):
+    """A grammar or JSON schema the constrained decoder cannot compile. Nothing was generated."""

@@ -16,6 +16,11 @@ Guarantees:
   are cleared by the caller through the next plan's `drops`, which the caller applies before
   anything else in that step (so a slot id is never reused before its old cells are gone).
 
+Batch-invariant mode (`Sequence.isolated`): llama.cpp's kernels round differently for different
+batch shapes, so a greedy or seeded sequence batched with others can drift from its run alone at
+near-ties. An isolated sequence gets its own decode call each step and prefills in chunks of the
+full budget, as alone; it never starts from cached KV. It costs batching, so it is opt-in.
+
 Automatic prefix caching: with `max_cached > 0`, a finished sequence's KV (prompt and the tokens
 fed back) stays behind as a cache entry under its slot id. A new sequence with the same
 `cache_key` whose prompt shares a prefix with an entry gets those cells shared into its slot
@@ -44,6 +49,9 @@ class Sequence:
     payload: object = None
     cache_key: str = ""
     reuse: bool = True  # may start from a cached prefix (off for seeded requests: bit-exact replay)
+    # Batch-invariant mode: this sequence is decoded in a batch of its own, its prompt in chunks of
+    # the full token budget, exactly as if it ran alone, so its numerics never depend on the load.
+    isolated: bool = False
     cached: int = 0  # prompt tokens taken from the prefix cache
     history: list[int] = field(default_factory=list)
     seq_id: int = -1
@@ -175,11 +183,15 @@ class Scheduler:
         for s in self.running:
             if s.decoding:
                 chunks.append(Chunk(s, (s.last_token,), s.kv_tokens, True))
-        budget = self.token_budget - len(chunks)
+        budget = self.token_budget - sum(1 for c in chunks if not c.seq.isolated)
         for s in self.running:
             if not s.decoding and s.reuse and s.prefilled == s.cached and self._follow(s, copies):
                 continue  # an earlier request is computing this prompt's prefix: share it, don't redo it
-            if not s.decoding and budget > 0:
+            if not s.decoding and s.isolated:
+                # Its own batch, outside the shared budget: the same chunking as a run alone.
+                end = min(len(s.prompt), s.prefilled + self.token_budget)
+                chunks.append(Chunk(s, s.prompt[s.prefilled:end], s.prefilled, end == len(s.prompt)))
+            elif not s.decoding and budget > 0:
                 take = min(budget, len(s.prompt) - s.prefilled)
                 end = s.prefilled + take
                 chunks.append(Chunk(s, s.prompt[s.prefilled:end], s.prefilled, end == len(s.prompt)))

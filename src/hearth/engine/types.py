@@ -36,6 +36,17 @@ class SamplingParams:
 
 
 @dataclass(frozen=True, slots=True)
+class Constraint:
+    """The output must match this grammar: llguidance's Lark dialect (it may embed `%json {...}`).
+
+    Backends enforce it with a token mask at every step, so a constrained request can end only
+    where the grammar accepts (or at max_tokens, reported as `length`).
+    """
+
+    grammar: str
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationRequest:
     """One sequence to generate. `n` choices are n requests sharing a prompt."""
 
@@ -44,6 +55,7 @@ class GenerationRequest:
     params: SamplingParams
     # Cache namespace: prompts are only reused between requests of the same tenant.
     cache_key: str = ""
+    constraint: Constraint | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,8 @@ from hearth.rendering.chat_template import (
     TemplateError,
     load_chat_template,
 )
-from hearth.services import convert
+from hearth.services import convert, structured
+from hearth.services.chat_output import ChoiceShaper
 from hearth.services.context import RequestContext
 from hearth.services.ids import random_id
 from hearth.services.metrics import Metrics, RequestTimer, outcome_for_error, outcome_for_finish
@@ -44,6 +45,7 @@ class PreparedChat:
     requests: list[GenerationRequest]
     include_usage: bool
     fingerprint: str
+    plan: structured.StructuredPlan
 
     @property
     def prompt_tokens(self) -> int:
@@ -83,9 +85,13 @@ class ChatService:
         engine = self._registry.get(req.model)
         info = engine.info
         ctx.model = info.id
+        plan = structured.plan(req, info.chat_template)
+        messages = convert.messages_for_template(req.messages)
+        if plan.system_addendum:
+            messages = convert.with_system_text(messages, plan.system_addendum)
         try:
             prompt_text = self._template(engine).render(
-                convert.messages_for_template(req.messages), add_generation_prompt=True
+                messages, add_generation_prompt=True, tools=plan.template_tools
             )
         except TemplateError as exc:
             raise InvalidRequest(
@@ -108,6 +114,7 @@ class ChatService:
                 request_id=f"{chat_id}-{i}",
                 prompt_tokens=prompt,
                 params=convert.sampling_params(req, max_tokens, i),
+                constraint=plan.constraint,
             )
             for i in range(n)
         ]
@@ -120,6 +127,7 @@ class ChatService:
             requests=reqs,
             include_usage=bool(req.stream_options and req.stream_options.include_usage),
             fingerprint=_fingerprint(info.id),
+            plan=plan,
         )
 
     async def complete(self, p: PreparedChat, ctx: RequestContext) -> wire.ChatCompletion:
@@ -140,14 +148,17 @@ class ChatService:
         for i, (text, logprobs, last) in enumerate(results):
             completion += last.completion_tokens
             cached = max(cached, last.cached_tokens)
+            shaper = ChoiceShaper(p.plan)
+            shaper.feed(text)
+            shaper.close()
             choices.append(
                 wire.Choice(
                     index=i,
-                    message=wire.ResponseMessage(content=text),
+                    message=shaper.message(),
                     logprobs=wire.ChoiceLogprobs(content=convert.logprobs_to_wire(logprobs))
                     if p.requests[i].params.logprobs
                     else None,
-                    finish_reason=convert.finish_reason(last.finish_reason),  # type: ignore[arg-type]
+                    finish_reason=shaper.finish_reason(last.finish_reason),  # type: ignore[arg-type]
                 )
             )
         ctx.completion_tokens, ctx.cached_tokens = completion, cached
@@ -180,6 +191,7 @@ class ChatService:
             completion = cached = 0
             # Tokens of choices still running, so that a client that leaves is still accounted for.
             running = [0] * len(p.requests)
+            shapers = [ChoiceShaper(p.plan) for _ in p.requests]
             finishes: list[FinishReason | None] = []
             async for i, d in _merge(p.engine, p.requests):
                 n_tok = len(d.token_ids)
@@ -198,11 +210,15 @@ class ChatService:
                     if p.requests[i].params.logprobs and d.logprobs
                     else None
                 )
-                if d.text or lp is not None:
-                    yield chunk([wire.ChunkChoice(index=i, delta=wire.ChoiceDelta(content=d.text),
-                                                  logprobs=lp)])
+                deltas = shapers[i].feed(d.text) if d.text else []
                 if d.finish_reason is not None:
-                    reason = convert.finish_reason(d.finish_reason)
+                    deltas += shapers[i].close()
+                if lp is not None and not deltas:
+                    deltas = [wire.ChoiceDelta(content="")]
+                for k, delta in enumerate(deltas):
+                    yield chunk([wire.ChunkChoice(index=i, delta=delta, logprobs=lp if k == 0 else None)])
+                if d.finish_reason is not None:
+                    reason = shapers[i].finish_reason(d.finish_reason)
                     ctx.finish = reason
                     yield chunk([wire.ChunkChoice(index=i, delta=wire.ChoiceDelta(), finish_reason=reason)])  # type: ignore[arg-type]
             # Counted before the usage chunk: the generation is complete even if that last write fails.

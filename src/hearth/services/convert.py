@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from hearth.engine.types import FinishReason, SamplingParams, TokenLogprob
+from hearth.engine.types import SamplingParams, TokenLogprob
 from hearth.protocol import chat as wire
 from hearth.protocol.errors import InvalidRequest, UnsupportedParameter
 
 
 def check_supported(req: wire.ChatCompletionRequest) -> None:
-    """Parameters we accept on the wire but do not implement yet -> 400 naming them."""
-    if req.tools:
-        raise UnsupportedParameter("tools", "Tool calling is not available on this server yet.")
-    if req.tool_choice not in (None, "none"):
-        raise UnsupportedParameter("tool_choice", "Tool calling is not available on this server yet.")
-    if req.functions:
-        raise UnsupportedParameter("functions", "Function calling is not available on this server yet.")
-    if req.function_call not in (None, "none"):
-        raise UnsupportedParameter("function_call", "Function calling is not available on this server yet.")
-    if req.response_format is not None and req.response_format.type != "text":
-        raise UnsupportedParameter(
-            "response_format", f"`{req.response_format.type}` is not available yet; use `text`."
-        )
+    """Parameters we accept on the wire but do not implement -> 400 naming them."""
     if req.modalities and any(m != "text" for m in req.modalities):
         raise UnsupportedParameter("modalities", "Only text output is supported.")
     if req.audio is not None:
@@ -53,9 +42,22 @@ def _text_of(content: Any, where: str) -> str:
     return "".join(parts)
 
 
+def _template_arguments(arguments: str) -> Any:
+    # Chat templates (HF convention) expect arguments as a mapping; keep text that isn't JSON as is.
+    try:
+        return json.loads(arguments)
+    except ValueError:
+        return arguments
+
+
 def messages_for_template(messages: list[wire.Message]) -> list[dict[str, Any]]:
-    """Flatten wire messages into the plain dicts chat templates expect (HF conventions)."""
+    """Flatten wire messages into the plain dicts chat templates expect (HF conventions).
+
+    A `tool` message must answer a call made by an earlier assistant message: an unknown
+    `tool_call_id` is a 400, as on OpenAI.
+    """
     out: list[dict[str, Any]] = []
+    call_ids: set[str] = set()
     for i, m in enumerate(messages):
         where = f"messages[{i}]"
         d: dict[str, Any] = {"role": m.role, "content": _text_of(m.content, where)}
@@ -66,12 +68,19 @@ def messages_for_template(messages: list[wire.Message]) -> list[dict[str, Any]]:
             if m.function_call is not None:
                 calls.append(wire.ToolCall(id=f"call_{i}", function=m.function_call))
             if calls:
+                call_ids.update(c.id for c in calls)
                 d["tool_calls"] = [
                     {"id": c.id, "type": "function",
-                     "function": {"name": c.function.name, "arguments": c.function.arguments}}
+                     "function": {"name": c.function.name, "arguments": _template_arguments(c.function.arguments)}}
                     for c in calls
                 ]
         elif isinstance(m, wire.ToolMessage):
+            if m.tool_call_id not in call_ids:
+                raise InvalidRequest(
+                    f"Invalid parameter: messages with role 'tool' must be a response to a preceding message "
+                    f"with 'tool_calls'; no call has the id '{m.tool_call_id}'.",
+                    param=f"{where}.tool_call_id", code="invalid_tool_call_id",
+                )
             d["tool_call_id"] = m.tool_call_id
         elif isinstance(m, wire.FunctionMessage):
             d["role"] = "tool"
@@ -80,6 +89,14 @@ def messages_for_template(messages: list[wire.Message]) -> list[dict[str, Any]]:
             d["name"] = m.name
         out.append(d)
     return out
+
+
+def with_system_text(messages: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """Add `text` to the system message (a new first one if there is none)."""
+    if messages and messages[0]["role"] in ("system", "developer"):
+        first = dict(messages[0], content=f"{messages[0]['content']}\n\n{text}")
+        return [first, *messages[1:]]
+    return [{"role": "system", "content": text}, *messages]
 
 
 def sampling_params(req: wire.ChatCompletionRequest, max_tokens: int, choice: int) -> SamplingParams:
@@ -103,10 +120,6 @@ def sampling_params(req: wire.ChatCompletionRequest, max_tokens: int, choice: in
         logprobs=bool(req.logprobs),
         top_logprobs=req.top_logprobs or 0,
     )
-
-
-def finish_reason(reason: FinishReason | None) -> str:
-    return "length" if reason is FinishReason.LENGTH else "stop"
 
 
 def logprobs_to_wire(items: list[TokenLogprob]) -> list[wire.TokenLogprob]:

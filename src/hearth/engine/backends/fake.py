@@ -48,11 +48,12 @@ class FakeEngine:
         fail_at_token: int | None = None,
         reply_tokens: int = 24,
         kv_capacity_tokens: int | None = None,
+        chat_template: str = FAKE_TEMPLATE,
     ) -> None:
         self.info = ModelInfo(
             id=model_id,
             context_length=context_length,
-            chat_template=FAKE_TEMPLATE,
+            chat_template=chat_template,
             bos_token="",
             eos_token="<|end|>",
         )

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 import llama_cpp as L
 
+from hearth.engine.backends.constraints import GrammarRuntime, TokenMatcher
 from hearth.engine.backends.llamacpp_model import ContextConfig, LlamaModel, Sampler, token_logprob
 from hearth.engine.backends.mailbox import Mailbox
 from hearth.engine.errors import ContextLengthExceeded, EngineDead, GenerationFailed, Overloaded
-from hearth.engine.scheduler import Finished, Plan, Sampled, Scheduler
+from hearth.engine.scheduler import Chunk, Finished, Plan, Sampled, Scheduler
 from hearth.engine.scheduler import Sequence as Seq
 from hearth.engine.textstream import TextAssembler
 from hearth.engine.types import Delta, EngineMetrics, FinishReason, GenerationRequest, ModelInfo
@@ -41,6 +42,8 @@ class LlamaCppConfig:
     flash_attn: str = "auto"
     context_length: int | None = None
     prefix_cache_entries: int = 32
+    # Greedy and seeded requests give bit-identical output whatever the load (see scheduler.py).
+    batch_invariant: bool = False
 
 
 @dataclass(eq=False, slots=True)
@@ -51,12 +54,14 @@ class _Seq:
     mailbox: Mailbox
     assembler: TextAssembler
     sampler: Sampler | None = None
+    matcher: TokenMatcher | None = None
 
 
 class LlamaCppEngine:
     def __init__(self, cfg: LlamaCppConfig) -> None:
         self.cfg = cfg
         self._model: LlamaModel | None = None
+        self._grammar: GrammarRuntime | None = None
         self.info = ModelInfo(id=cfg.model_id, context_length=cfg.n_ctx, chat_template=None,
                               bos_token="", eos_token="")
         self._lock = threading.Condition()
@@ -79,6 +84,7 @@ class LlamaCppEngine:
         m = LlamaModel(c.path, ContextConfig(c.n_ctx, c.n_batch, c.max_seqs + c.prefix_cache_entries,
                                              c.n_threads, c.n_threads_batch, c.flash_attn))
         self._model = m
+        self._grammar = GrammarRuntime(m.vocab, m.n_vocab)
         limit = min(m.n_ctx, m.n_ctx_train or m.n_ctx)
         if c.context_length:
             limit = min(limit, c.context_length)
@@ -147,8 +153,13 @@ class LlamaCppEngine:
         if need > self.info.context_length:
             raise ContextLengthExceeded(self.info.context_length, len(request.prompt_tokens),
                                         request.params.max_tokens)
+        matcher = None
+        if request.constraint is not None:
+            assert self._grammar is not None
+            # Compiling a schema takes milliseconds: keep it off the event loop and the engine thread.
+            matcher = await asyncio.to_thread(self._grammar.matcher, request.constraint.grammar)
         seq = _Seq(req=request, mailbox=Mailbox(asyncio.get_running_loop()),
-                   assembler=TextAssembler(request.params.stop))
+                   assembler=TextAssembler(request.params.stop), matcher=matcher)
         with self._lock:
             # The queue is what the engine thread has not admitted yet (its count is published per step).
             if len(self._incoming) + self.stats["waiting"] >= self.cfg.max_queue:
@@ -234,10 +245,12 @@ class _Loop:
             e._incoming.clear()
             aborts, e._aborts = e._aborts, set()
         for st in incoming:
-            self.sched.add(Seq(st.req.request_id, st.req.prompt_tokens, st.req.params.max_tokens, st,
+            p = st.req.params
+            isolated = self.e.cfg.batch_invariant and (p.greedy or p.seed is not None)
+            self.sched.add(Seq(st.req.request_id, st.req.prompt_tokens, p.max_tokens, st,
                                cache_key=st.req.cache_key,
                                # a seeded request replays bit-exactly: it never starts from cached KV
-                               reuse=st.req.params.seed is None))
+                               reuse=p.seed is None and not isolated, isolated=isolated))
         for rid in aborts:
             f = self.sched.abort(rid)
             if f is not None:
@@ -245,10 +258,22 @@ class _Loop:
         return True
 
     def _step(self, plan: Plan) -> None:
+        shared = [c for c in plan.chunks if not c.seq.isolated]
+        groups = [shared] if shared else []
+        groups += [[c] for c in plan.chunks if c.seq.isolated]
+        sampled: dict[Seq, Sampled] = {}
+        for group in groups:
+            if not self._decode(group, sampled):
+                return
+        for f in self.sched.update(plan, sampled):
+            self._finish(f)
+
+    def _decode(self, chunks: list[Chunk], sampled: dict[Seq, Sampled]) -> bool:
+        """One llama_decode over `chunks`; samples the sequences that produced logits."""
         b = self.batch
         n = 0
         want: list[tuple[Seq, int]] = []
-        for c in plan.chunks:
+        for c in chunks:
             sid = c.seq.seq_id
             for k, tok in enumerate(c.tokens):
                 b.token[n] = tok
@@ -266,23 +291,26 @@ class _Loop:
             for f in self.sched.fail_all():
                 f.seq.payload.mailbox.fail(err)  # type: ignore[attr-defined]
                 self._free(f)
-            return
-        sampled = {seq: self._sample(seq, idx) for seq, idx in want}
-        for f in self.sched.update(plan, sampled):
-            self._finish(f)
+            return False
+        for seq, idx in want:
+            sampled[seq] = self._sample(seq, idx)
+        return True
 
     def _sample(self, seq: Seq, idx: int) -> Sampled:
         st: _Seq = seq.payload  # type: ignore[assignment]
         assert st.sampler is not None
         p = st.req.params
+        if st.matcher is not None:
+            st.matcher.apply(self.m.logits(idx))  # the sampler chain reads these same logits
         tok = st.sampler.sample(self.m.ctx, idx)
         lps = [token_logprob(self.m, self.m.logits(idx), tok, p.top_logprobs)] if p.logprobs else []
+        done = st.matcher.advance(tok) if st.matcher is not None else False
         if self.m.is_eog(tok):
             st.mailbox.put(Delta(token_ids=[tok], logprobs=lps))
             return Sampled(tok, stop=True)
         text = st.assembler.feed(self.m.piece(tok))
         st.mailbox.put(Delta(text=text, token_ids=[tok], logprobs=lps))
-        return Sampled(tok, stop=st.assembler.stopped)
+        return Sampled(tok, stop=done or st.assembler.stopped)
 
     def _finish(self, f: Finished) -> None:
         st: _Seq = f.seq.payload  # type: ignore[assignment]
