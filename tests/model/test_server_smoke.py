@@ -2,77 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import httpx
 import pytest
+from model_server import KEY
 from openai import OpenAI
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
-
-KEY = "sk-smoke-test-key-000000000000"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _serve(model: str, tmp: Path, data_dir: Path | None = None) -> Iterator[str]:
-    port = _free_port()
-    env = {**os.environ, "HEARTH_API_KEY": KEY, "HEARTH_ENGINE__N_CTX": "2048",
-           "HEARTH_ENGINE__N_THREADS": "2", "HEARTH_ENGINE__N_THREADS_BATCH": "2"}
-    if data_dir is not None:
-        env["HEARTH_DATA_DIR"] = str(data_dir)
-    exe = Path(sys.executable).with_name("hearth")
-    log = (tmp / f"serve-{port}.log").open("wb")
-    proc = subprocess.Popen([str(exe), "serve", "--host", "127.0.0.1", "--port", str(port), "--model", model],
-                            stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError((tmp / f"serve-{port}.log").read_text()[-3000:])
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("server did not become healthy")
-        yield url
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-@pytest.fixture(scope="module")
-def smollm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("smollm")
-    yield from _serve("smollm2-135m-instruct", tmp, tmp / "data")
-
-
-@pytest.fixture(scope="module")
-def qwen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    # Uses the default data dir so the assembled GGUF is reused across runs (assembling takes ~10 s).
-    yield from _serve("qwen2.5-coder-0.5b-instruct", tmp_path_factory.mktemp("qwen"))
-
 
 def _client(url: str) -> OpenAI:
     return OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0, timeout=120)

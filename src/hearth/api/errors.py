@@ -65,7 +65,8 @@ def map_exception(exc: BaseException) -> Mapped:
 
 _TYPE_NAMES = {"str", "int", "float", "bool", "list", "dict", "none", "null"}
 _TAGS = {"system", "developer", "user", "assistant", "tool", "function", "text", "image_url",
-         "input_audio", "file", "refusal"}
+         "input_audio", "file", "refusal", "custom", "allowed_tools"}
+_TAGGED_LISTS = {"messages", "tools"}  # list fields whose items are discriminated unions
 
 
 def _param(loc: tuple[int | str, ...]) -> str | None:
@@ -80,14 +81,17 @@ def _param(loc: tuple[int | str, ...]) -> str | None:
             # pydantic inserts the tag after the index only for lists of discriminated unions
             # (`messages`, `list[tagged-union[...]]`); elsewhere a name like `function` or `text`
             # after an index is a real field (tool_calls[0].function, list[TextPart] -> [0].text).
-            tag_next = container == "messages" or container.startswith("list[tagged-union")
+            tag_next = container in _TAGGED_LISTS or container.startswith("list[tagged-union")
             continue
         was_tag_next, tag_next = tag_next, False
         container = part
         if was_tag_next and part in _TAGS:  # discriminated-union tag inserted by pydantic
             continue
-        if "[" in part or part in _TYPE_NAMES or part.startswith("function-"):
-            continue  # union member names such as `list[TextPart]`
+        if part.startswith("tagged-union["):  # a field that is a discriminated union: the tag follows
+            tag_next = True
+            continue
+        if "[" in part or part in _TYPE_NAMES or part.startswith("function-") or part[:1].isupper():
+            continue  # union member names such as `list[TextPart]` or `NamedFunction`
         out += f".{part}" if out else part
     return out or None
 
@@ -117,7 +121,9 @@ def validation_envelope(exc: ValidationError | list[dict[str, Any]]) -> dict[str
         msg = msg[len("Value error, "):]
         head, sep, rest = msg.partition(": ")
         if sep and " " not in head:
-            return envelope(f"Invalid '{head}': {rest}", "invalid_request_error", head, "invalid_value")
+            # `head` names a field of the model that raised; `param` is where that model sits.
+            where = f"{param}.{head}" if param else head
+            return envelope(f"Invalid '{where}': {rest}", "invalid_request_error", where, "invalid_value")
     got = e.get("input")
     shown = json.dumps(got)[:80] if isinstance(got, (int, float, str, bool)) or got is None else None
     suffix = f" (got {shown})" if shown is not None else ""

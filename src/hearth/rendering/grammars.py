@@ -60,7 +60,134 @@ def _validate(grammar: str) -> tuple[bool, str]:
 
 def json_schema_constraint(schema: dict[str, Any]) -> Constraint:
     """Output is one JSON value valid against `schema`."""
-    return _check("start: " + _json_atom(schema) + "\n")
+    return _check("start: " + _json_atom(_bounded(schema)) + "\n")
+
+
+def _bounded(schema: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = bounded_numbers(bounded_recursion(schema))
+    return out
+
+
+MAX_REF_DEPTH = 10  # OpenAI's documented nesting limit for structured outputs
+
+
+def bounded_recursion(schema: dict[str, Any], max_depth: int = MAX_REF_DEPTH) -> dict[str, Any]:
+    """A copy of `schema` whose `$ref`s are followed at most `max_depth` times on any path.
+
+    A recursive schema (a linked list, a comment thread) lets a sampled output nest until
+    max_tokens; a small model at temperature 1 does exactly that. Each definition is copied per
+    depth level and a reference past the last level becomes `false`, so an optional recursive field
+    (`anyOf: [{$ref}, null]`) must close. Outputs nesting deeper than OpenAI's own limit are the
+    only ones excluded.
+    """
+    if '"$ref"' not in json.dumps(schema):
+        return schema
+    root = {k: v for k, v in schema.items() if k not in ("$defs", "definitions")}
+    names: dict[str, Any] = {}
+    for key in ("definitions", "$defs"):  # both spellings may be present; refs name their own
+        if isinstance(schema.get(key), dict):
+            names.update(schema[key])
+    if not _recursive(schema, names):
+        return schema
+    out_defs: dict[str, Any] = dict(names)  # deeper pointers (#/$defs/a/properties/b) still resolve
+    for level in range(1, max_depth + 1):
+        for name, body in names.items():
+            out_defs[f"{name}__{level}"] = _rewrite_refs(body, level, max_depth)
+        out_defs[f"__root__{level}"] = _rewrite_refs(root, level, max_depth)
+    return {**_rewrite_refs(root, 0, max_depth), "$defs": out_defs}
+
+
+def _refs_in(node: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(node, list):
+        for x in node:
+            found |= _refs_in(x)
+    elif isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and (name := _ref_name(ref)) is not None:
+            found.add(name)
+        for k, v in node.items():
+            if k not in ("enum", "const", "$defs", "definitions"):
+                found |= _refs_in(v)
+    return found
+
+
+def _recursive(schema: dict[str, Any], defs: dict[str, Any]) -> bool:
+    """Whether following `$ref`s from the root can come back to a schema already on the path."""
+    graph = {name: _refs_in(body) for name, body in defs.items()}
+    graph["__root"] = _refs_in(schema)
+
+    def cycle(node: str, path: frozenset[str]) -> bool:
+        return any(n in path or cycle(n, path | {n}) for n in graph.get(node, ()))
+
+    return cycle("__root", frozenset({"__root"}))
+
+
+def _rewrite_refs(node: Any, level: int, max_depth: int) -> Any:
+    if isinstance(node, list):
+        return [_rewrite_refs(x, level, max_depth) for x in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        target = _ref_name(ref)
+        if target is not None:
+            if level + 1 > max_depth:
+                return False
+            return {**{k: v for k, v in node.items() if k != "$ref"},
+                    "$ref": f"#/$defs/{target}__{level + 1}"}
+    out = {}
+    for k, v in node.items():
+        # enum / const hold values, not schemas: never rewrite inside them
+        out[k] = v if k in ("enum", "const", "default", "examples") else _rewrite_refs(v, level, max_depth)
+    return out
+
+
+def _ref_name(ref: str) -> str | None:
+    if ref == "#":
+        return "__root"
+    for prefix in ("#/$defs/", "#/definitions/"):
+        if ref.startswith(prefix) and "/" not in ref[len(prefix):]:
+            return ref[len(prefix):]
+    return None
+
+
+# Keywords whose value is a schema, or a list / mapping of schemas (never `enum` or `const` values).
+_SUB_ONE = ("items", "additionalProperties", "not", "if", "then", "else", "contains", "propertyNames")
+_SUB_LIST = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SUB_MAP = ("properties", "$defs", "definitions", "patternProperties")
+SAFE_INTEGER = 2**53 - 1
+
+
+def bounded_numbers(schema: Any) -> Any:
+    """A copy of `schema` where numbers with no bounds get JSON's safe-integer range.
+
+    Without a bound, a sampled number can grow digit after digit until max_tokens (seen with
+    Qwen 0.5B at temperature 1). Values outside +-(2**53 - 1) lose precision in most JSON readers
+    anyway, so the bound costs nothing real and keeps every output closable.
+    """
+    if isinstance(schema, list):
+        return [bounded_numbers(x) for x in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    for k in _SUB_ONE:
+        if isinstance(out.get(k), dict):
+            out[k] = bounded_numbers(out[k])
+    for k in _SUB_LIST:
+        if isinstance(out.get(k), list):
+            out[k] = [bounded_numbers(x) for x in out[k]]
+    for k in _SUB_MAP:
+        if isinstance(out.get(k), dict):
+            out[k] = {name: bounded_numbers(x) for name, x in out[k].items()}
+    types = out.get("type")
+    numeric = {"integer", "number"} & set(types if isinstance(types, list) else [types])
+    if numeric and "enum" not in out and "const" not in out:
+        if "minimum" not in out and "exclusiveMinimum" not in out:
+            out["minimum"] = -SAFE_INTEGER
+        if "maximum" not in out and "exclusiveMaximum" not in out:
+            out["maximum"] = SAFE_INTEGER
+    return out
 
 
 def json_object_constraint() -> Constraint:
@@ -69,13 +196,19 @@ def json_object_constraint() -> Constraint:
 
 
 def _call_schema(tool: ToolSpec) -> dict[str, Any]:
-    # `name` first: the name is known (and streamed) before the arguments are generated.
-    return {
+    """One call as its own JSON document, so `$ref`s inside the parameters resolve."""
+    params = _bounded(tool.parameters)
+    defs = params.pop("$defs", None) if isinstance(params, dict) else None
+    schema: dict[str, Any] = {
         "type": "object",
-        "properties": {"name": {"const": tool.name}, "arguments": tool.parameters},
+        # `name` first: the name is known (and streamed) before the arguments are generated.
+        "properties": {"name": {"const": tool.name}, "arguments": params},
         "required": ["name", "arguments"],
         "additionalProperties": False,
     }
+    if defs:
+        schema["$defs"] = defs  # hoisted: refs were rewritten to "#/$defs/..." by _bounded
+    return schema
 
 
 def tool_calls_constraint(tools: Sequence[ToolSpec], profile: str, parallel: bool) -> Constraint:
@@ -86,21 +219,25 @@ def tool_calls_constraint(tools: Sequence[ToolSpec], profile: str, parallel: boo
     """
     if not tools:
         raise GrammarError("no tools to call")
-    calls = [_call_schema(t) for t in tools]
-    call_schema: dict[str, Any] = calls[0] if len(calls) == 1 else {"anyOf": calls}
+    rules = [f"call_{i}: {_json_atom(_call_schema(t))}" for i, t in enumerate(tools)]
+    body = "body: " + " | ".join(f"call_{i}" for i in range(len(tools)))
     if profile == "hermes":
         # A newline may follow the last call (Qwen writes one before ending); then EOS or another
         # call. Capped: a sampled loop of calls must end before max_tokens does.
         more = f' ("\\n" call){{0,{MAX_PARALLEL_CALLS - 1}}}' if parallel else ""
-        grammar = (
-            f'start: call{more} "\\n"?\n'
-            'call: <tool_call> "\\n" body "\\n" </tool_call>\n'
-            f"body: {_json_atom(call_schema)}\n"
-        )
+        head = [f'start: call{more} "\\n"?', 'call: <tool_call> "\\n" body "\\n" </tool_call>']
     else:
-        schema = {"type": "array", "items": call_schema, "minItems": 1} if parallel else call_schema
-        grammar = f"start: {_json_atom(schema)}\n"
-    return _check(grammar)
+        more = f'"[" body (", " body){{0,{MAX_PARALLEL_CALLS - 1}}} "]"'
+        head = [f"start: {more}" if parallel else "start: body"]
+    return _check("\n".join([*head, body, *rules]) + "\n")
+
+
+def schema_system_prompt(name: str, description: str | None, schema: dict[str, Any]) -> str:
+    """The response format shown to the model, as OpenAI shows it: the model writes better JSON
+    (fills the right fields, ends recursive structures) when it can read the schema it must follow."""
+    about = f" ({description})" if description else ""
+    return (f"Respond only with a JSON value that matches the JSON schema `{name}`{about}:\n"
+            + json.dumps(schema, ensure_ascii=False))
 
 
 def tools_system_prompt(tools: Sequence[dict[str, Any]]) -> str:

@@ -18,13 +18,15 @@ from hearth.rendering.grammars import (
     ToolSpec,
     json_object_constraint,
     json_schema_constraint,
+    schema_system_prompt,
     tool_calls_constraint,
     tools_system_prompt,
 )
 from hearth.rendering.json_schema import SchemaError, check_schema_shape, check_strict_schema
 from hearth.rendering.toolcalls import profile_for_template
 
-_EMPTY_PARAMS: dict[str, Any] = {"type": "object", "properties": {}}
+# Omitted `parameters` means an empty parameter list; valid as a strict schema too.
+_EMPTY_PARAMS: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": False}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +72,9 @@ def _tool_list(req: wire.ChatCompletionRequest) -> tuple[list[wire.FunctionDefin
     """The request's functions (tools, or deprecated functions), the wire name used, and legacy."""
     if req.tools and req.functions:
         raise InvalidRequest("Send either `tools` or the deprecated `functions`, not both.", param="functions", code="invalid_value")
-    if req.functions:
-        return list(req.functions), "functions", True
+    if req.functions or (req.function_call is not None and not req.tools):
+        # `function_call` alone is checked against the (missing) `functions`, not silently dropped.
+        return list(req.functions or []), "functions", True
     fns: list[wire.FunctionDefinition] = []
     for i, t in enumerate(req.tools or []):
         if isinstance(t, wire.CustomTool):
@@ -129,8 +132,9 @@ def plan(req: wire.ChatCompletionRequest, template_source: str | None) -> Struct
                                                          f"function '{f.name}'"))
     parallel = req.parallel_tool_calls is not False and not legacy
     constraint = _response_constraint(req)
+    format_note = _format_prompt(req)
     if mode == "none" or not fns:
-        return StructuredPlan(constraint=constraint, legacy=legacy)
+        return StructuredPlan(constraint=constraint, legacy=legacy, system_addendum=format_note)
     native = bool(template_source) and "tools" in (template_source or "")
     profile = profile_for_template(template_source) if native else "json"
     defs = [{"type": "function", "function": f.model_dump(exclude_none=True)} for f in fns]
@@ -140,13 +144,26 @@ def plan(req: wire.ChatCompletionRequest, template_source: str | None) -> Struct
                                "the tool call arguments")
     return StructuredPlan(
         template_tools=defs if native else None,
-        system_addendum=None if native else tools_system_prompt(defs),
+        system_addendum=_join(None if native else tools_system_prompt(defs), format_note),
         names=frozenset(selected),
         profile=profile,
         parallel=parallel,
         legacy=legacy,
         constraint=constraint,
     )
+
+
+def _join(*parts: str | None) -> str | None:
+    text = "\n\n".join(p for p in parts if p)
+    return text or None
+
+
+def _format_prompt(req: wire.ChatCompletionRequest) -> str | None:
+    rf = req.response_format
+    if rf is None or rf.type != "json_schema" or rf.json_schema is None or rf.json_schema.schema_ is None:
+        return None
+    js = rf.json_schema
+    return schema_system_prompt(js.name, js.description, js.schema_)
 
 
 def _response_constraint(req: wire.ChatCompletionRequest) -> Constraint | None:
