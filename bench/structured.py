@@ -21,17 +21,17 @@ import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import llama_cpp as L  # noqa: E402
-import numpy as np  # noqa: E402
-from llama_cpp import llama_grammar  # noqa: E402
+import llama_cpp as L
+import numpy as np
+from llama_cpp import llama_grammar
 
-from hearth.bootstrap import resolve_spec  # noqa: E402
-from hearth.config import Settings  # noqa: E402
-from hearth.engine import assets  # noqa: E402
-from hearth.engine.backends.constraints import GrammarRuntime  # noqa: E402
-from hearth.engine.backends.llamacpp import LlamaCppConfig, LlamaCppEngine  # noqa: E402
-from hearth.engine.types import GenerationRequest, SamplingParams  # noqa: E402
-from hearth.rendering.grammars import json_schema_constraint  # noqa: E402
+from hearth.bootstrap import resolve_spec
+from hearth.config import Settings
+from hearth.engine import assets
+from hearth.engine.backends.constraints import GrammarRuntime
+from hearth.engine.backends.llamacpp import LlamaCppConfig, LlamaCppEngine
+from hearth.engine.types import GenerationRequest, SamplingParams
+from hearth.rendering.grammars import json_schema_constraint
 
 SCHEMA = {
     "type": "object",
