@@ -17,9 +17,11 @@ Guarantees:
   anything else in that step (so a slot id is never reused before its old cells are gone).
 
 Batch-invariant mode (`Sequence.isolated`): llama.cpp's kernels round differently for different
-batch shapes, so a greedy or seeded sequence batched with others can drift from its run alone at
-near-ties. An isolated sequence gets its own decode call each step and prefills in chunks of the
-full budget, as alone; it never starts from cached KV. It costs batching, so it is opt-in.
+batch shapes and KV layouts (the attention sums run over cells interleaved with other sequences'),
+so a greedy or seeded sequence batched with others can drift from its run alone at near-ties.
+An isolated sequence runs with the engine to itself: it is admitted only when nothing else runs and
+nothing is admitted beside it; it prefills in chunks of the full budget and never starts from
+cached KV, exactly as alone. It costs all batching for those requests, so it is opt-in.
 
 Automatic prefix caching: with `max_cached > 0`, a finished sequence's KV (prompt and the tokens
 fed back) stays behind as a cache entry under its slot id. A new sequence with the same
@@ -208,6 +210,8 @@ class Scheduler:
                 self._evict(self._lru())
             if self.reserved + head.reserve > self.kv_capacity or not self._free_ids:
                 break  # FIFO: never let a later, smaller request overtake the head
+            if self.running and (head.isolated or any(r.isolated for r in self.running)):
+                break  # an isolated sequence runs with the engine to itself (FIFO still holds)
             self.waiting.popleft()
             head.seq_id = self._free_ids.pop()
             self.reserved += head.reserve

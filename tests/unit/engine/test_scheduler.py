@@ -257,3 +257,21 @@ def test_followers_of_another_tenant_do_not_wait() -> None:
     s.add(b)
     plan = s.schedule()
     assert {c.seq.request_id for c in plan.chunks} == {"a", "b"} and plan.copies == ()
+
+
+def test_isolated_sequences_run_with_the_engine_to_themselves() -> None:
+    s = Scheduler(max_seqs=4, kv_capacity=1000, token_budget=8)
+    a, b, c = seq("a", max_tokens=3), seq("b", prompt_len=12, max_tokens=2), seq("c", max_tokens=2)
+    b.isolated = True
+    for x in (a, b, c):
+        s.add(x)
+    step = FakeStep()
+    assert run(s, step) == {"a": FinishReason.LENGTH, "b": FinishReason.LENGTH, "c": FinishReason.LENGTH}
+    alone = [p for p in step.plans if any(ch.seq is b for ch in p.chunks)]
+    # b never shares a step, and waits for a (FIFO) while c waits behind b: no overtaking.
+    assert alone and all({ch.seq.request_id for ch in p.chunks} == {"b"} for p in alone)
+    first_b = step.plans.index(alone[0])
+    assert all(ch.seq is a for p in step.plans[:first_b] for ch in p.chunks)
+    assert all(ch.seq is c for p in step.plans[step.plans.index(alone[-1]) + 1:] for ch in p.chunks)
+    # Its prompt is prefilled in chunks of the full budget, as if it ran alone.
+    assert [len(ch.tokens) for p in alone for ch in p.chunks][:2] == [8, 4]

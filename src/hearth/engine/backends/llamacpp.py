@@ -61,7 +61,8 @@ class LlamaCppEngine:
     def __init__(self, cfg: LlamaCppConfig) -> None:
         self.cfg = cfg
         self._model: LlamaModel | None = None
-        self._grammar: GrammarRuntime | None = None
+        self._grammar: GrammarRuntime | None = None  # built on the first constrained request
+        self._grammar_lock = threading.Lock()
         self.info = ModelInfo(id=cfg.model_id, context_length=cfg.n_ctx, chat_template=None,
                               bos_token="", eos_token="")
         self._lock = threading.Condition()
@@ -84,7 +85,6 @@ class LlamaCppEngine:
         m = LlamaModel(c.path, ContextConfig(c.n_ctx, c.n_batch, c.max_seqs + c.prefix_cache_entries,
                                              c.n_threads, c.n_threads_batch, c.flash_attn))
         self._model = m
-        self._grammar = GrammarRuntime(m.vocab, m.n_vocab)
         limit = min(m.n_ctx, m.n_ctx_train or m.n_ctx)
         if c.context_length:
             limit = min(limit, c.context_length)
@@ -141,6 +141,13 @@ class LlamaCppEngine:
         assert self._model is not None
         return self._model.detokenize(tokens)
 
+    def _matcher(self, grammar: str) -> TokenMatcher:
+        with self._grammar_lock:
+            if self._grammar is None:
+                assert self._model is not None
+                self._grammar = GrammarRuntime(self._model.vocab, self._model.n_vocab)
+        return self._grammar.matcher(grammar)
+
     async def abort(self, request_id: str) -> None:
         with self._lock:
             self._aborts.add(request_id)
@@ -155,9 +162,9 @@ class LlamaCppEngine:
                                         request.params.max_tokens)
         matcher = None
         if request.constraint is not None:
-            assert self._grammar is not None
-            # Compiling a schema takes milliseconds: keep it off the event loop and the engine thread.
-            matcher = await asyncio.to_thread(self._grammar.matcher, request.constraint.grammar)
+            # Compiling a schema takes milliseconds (the vocabulary index ~1-2 s, once per model):
+            # keep both off the event loop and off the engine thread.
+            matcher = await asyncio.to_thread(self._matcher, request.constraint.grammar)
         seq = _Seq(req=request, mailbox=Mailbox(asyncio.get_running_loop()),
                    assembler=TextAssembler(request.params.stop), matcher=matcher)
         with self._lock:
