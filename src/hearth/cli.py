@@ -87,12 +87,13 @@ def serve(
         raise typer.Exit(2)
     from hearth import bootstrap
     from hearth.engine.assets import AssetError
+    from hearth.engine.memory import InsufficientMemory
 
     bootstrap.configure_threads(settings)
     try:
         _progress_prepare(settings, settings.models_to_serve())
         runtime = bootstrap.build_runtime(settings)
-    except AssetError as exc:
+    except (AssetError, InsufficientMemory) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     asyncio.run(_serve(settings, runtime))
