@@ -48,3 +48,29 @@ def test_qwen_default_model_end_to_end(qwen: str) -> None:
     )
     assert "4" in (r.choices[0].message.content or "")
     assert "\n" not in (r.choices[0].message.content or "")
+
+
+def test_smollm2_tools_and_schemas_without_native_tool_support(smollm: str) -> None:
+    """SmolLM2's template knows nothing of tools: the json profile still forces valid calls."""
+    import json
+
+    c = _client(smollm)
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string", "maxLength": 40}}, "required": ["city"],
+        "additionalProperties": False}, "strict": True}}]
+    r = c.chat.completions.create(model="smollm2-135m-instruct", tools=tools, tool_choice="required",  # type: ignore[arg-type]
+                                  temperature=1.0, max_tokens=120,
+                                  messages=[{"role": "user", "content": "Weather in Paris?"}])
+    ch = r.choices[0]
+    assert ch.finish_reason == "tool_calls" and ch.message.tool_calls
+    assert ch.message.tool_calls[0].function.name == "get_weather"
+    assert isinstance(json.loads(ch.message.tool_calls[0].function.arguments)["city"], str)
+    schema = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["yes", "no"]},
+                                               "confidence": {"type": "number", "minimum": 0, "maximum": 1}},
+              "required": ["answer", "confidence"], "additionalProperties": False}
+    r = c.chat.completions.create(model="smollm2-135m-instruct", temperature=1.0, max_tokens=60,
+                                  messages=[{"role": "user", "content": "Is the sky blue?"}],
+                                  response_format={"type": "json_schema", "json_schema": {
+                                      "name": "verdict", "schema": schema, "strict": True}})
+    out = json.loads(r.choices[0].message.content or "")
+    assert out["answer"] in ("yes", "no") and 0 <= out["confidence"] <= 1
