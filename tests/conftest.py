@@ -22,10 +22,15 @@ from hearth.engine.backends.fake import FakeEngine
 API_KEY = "sk-test-0123456789abcdef"
 
 
-def make_app(engine: FakeEngine, tmp_path: Path, **settings: object):  # type: ignore[no-untyped-def]
+def make_app(engine: FakeEngine, tmp_path: Path, *, with_platform: bool = False,
+             **settings: object):  # type: ignore[no-untyped-def]
+    """The app over `engine`. By default auth is the static API_KEY and no database (fast); with
+    `with_platform`, a real SQLite database in tmp_path with organization, projects and keys."""
     s = Settings(data_dir=tmp_path, api_key=API_KEY, **settings)  # type: ignore[arg-type]
-    runtime = build_runtime(s, engines=[engine])
-    return create_app(runtime.container, max_body_bytes=s.max_body_bytes)
+    runtime = build_runtime(s, engines=[engine], with_platform=with_platform)
+    app = create_app(runtime.container, max_body_bytes=s.max_body_bytes)
+    app.state.runtime = runtime
+    return app
 
 
 @pytest.fixture

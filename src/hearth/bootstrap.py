@@ -13,7 +13,10 @@ from hearth.config import ModelSpec, Settings
 from hearth.engine import assets, memory
 from hearth.engine.interface import Engine
 from hearth.engine.registry import EngineRegistry
+from hearth.platform.store import PlatformStore
 from hearth.rendering.gguf_meta import ArrayInfo, read_gguf_metadata
+from hearth.services.admin import AdminService
+from hearth.services.auth import AuthService
 from hearth.services.chat import ChatService
 from hearth.services.metrics import Metrics
 from hearth.services.models import ModelsService
@@ -25,6 +28,9 @@ log = logging.getLogger("hearth")
 class Runtime:
     registry: EngineRegistry
     container: Container
+    # Set on the very first start only: the new admin key, to show once (also in admin_key_file).
+    admin_key: str | None = None
+    admin_key_file: Path | None = None
 
 
 def models_dir(settings: Settings) -> Path:
@@ -128,8 +134,26 @@ def check_memory(settings: Settings, engines: list[Engine]) -> None:
     memory.check_fits(prints, limit)
 
 
+def open_platform(settings: Settings) -> PlatformStore:
+    """Migrate the database (keeping its data) and open the store. The HMAC secret for key hashes
+    lives in the data dir, outside the database, so a stolen database cannot verify keys."""
+    from hearth.platform.db import make_engine, make_sessionmaker, upgrade
+    from hearth.platform.keys import load_or_create_server_secret
+    from hearth.platform.store import PlatformStore
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = make_engine(settings.database())
+    upgrade(db)
+    secret = load_or_create_server_secret(settings.data_dir / "server-secret")
+    return PlatformStore(make_sessionmaker(db), secret)
+
+
+def admin_key_path(settings: Settings) -> Path:
+    return settings.data_dir / "admin-key.txt"
+
+
 def build_runtime(settings: Settings, progress: assets.Progress | None = None,
-                  engines: list[Engine] | None = None) -> Runtime:
+                  engines: list[Engine] | None = None, *, with_platform: bool = True) -> Runtime:
     if engines is None:
         engines = [build_engine(settings, resolve_spec(settings, m), progress)
                    for m in settings.models_to_serve()]
@@ -141,10 +165,18 @@ def build_runtime(settings: Settings, progress: assets.Progress | None = None,
     aliases.update(settings.aliases)
     registry = EngineRegistry(engines, aliases)
     metrics = Metrics(registry)
+    static = settings.api_key.get_secret_value() if settings.api_key else None
+    store = open_platform(settings) if with_platform and settings.auth else None
+    admin_key = store.bootstrap(admin_key_path(settings)) if store is not None else None
+    org = store.organization() if store is not None else None
+    auth = AuthService(keys=store if settings.auth else None, static_key=static if settings.auth else None,
+                       org_id=org.id if org is not None else "org-local")
     container = Container(
         chat=ChatService(registry, metrics),
         models=ModelsService(registry, created=int(time.time())),
-        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+        auth=auth,
+        admin=AdminService(store) if store is not None else None,
         metrics=metrics,
     )
-    return Runtime(registry=registry, container=container)
+    return Runtime(registry=registry, container=container, admin_key=admin_key,
+                   admin_key_file=admin_key_path(settings) if store is not None else None)

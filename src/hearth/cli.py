@@ -80,10 +80,10 @@ def serve(
         overrides["serve"] = model
     settings = _settings(config, **overrides)
     _setup_logging(settings.log_level)
-    if settings.api_key is None and not is_loopback(settings.host):
-        err.print(f"[red]refusing to bind to {settings.host}[/red]: no API key is set, so anyone who can reach "
-                  "this address could use the server. Set HEARTH_API_KEY (or api_key in the config file), "
-                  "or bind to 127.0.0.1.")
+    if not settings.auth and not is_loopback(settings.host):
+        err.print(f"[red]refusing to bind to {settings.host}[/red]: auth is switched off (HEARTH_AUTH=false), "
+                  "so anyone who can reach this address could use the server. Switch auth on, or bind to "
+                  "127.0.0.1.")
         raise typer.Exit(2)
     from hearth import bootstrap
     from hearth.engine.assets import AssetError
@@ -96,6 +96,11 @@ def serve(
     except (AssetError, InsufficientMemory) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    if runtime.admin_key is not None:
+        # First start: the only time the admin key is shown (it is also in a 0600 file).
+        err.print(f"[bold]admin key[/bold] (shown once; also saved to {runtime.admin_key_file}, mode 0600):\n"
+                  f"  {runtime.admin_key}\n"
+                  "Create a project key with: hearth keys create --name my-app")
     asyncio.run(_serve(settings, runtime))
 
 
@@ -113,10 +118,23 @@ async def _serve(settings: Settings, runtime: object) -> None:
     server = uvicorn.Server(cfg)
     served = ", ".join(e.info.id for e in runtime.registry.engines())
     logging.getLogger("hearth").info("serving %s on http://%s:%d/v1", served, settings.host, settings.port)
+    flusher = asyncio.create_task(_flush_key_usage(runtime))
     try:
         await server.serve()
     finally:
+        flusher.cancel()
+        await runtime.container.auth.flush_used()
         await runtime.registry.stop()
+
+
+async def _flush_key_usage(runtime: object, every_s: float = 15.0) -> None:
+    """last_used_at is written in batches, not once per request."""
+    from hearth.bootstrap import Runtime
+
+    assert isinstance(runtime, Runtime)
+    while True:
+        await asyncio.sleep(every_s)
+        await runtime.container.auth.flush_used()
 
 
 @models_app.command("list")

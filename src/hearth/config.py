@@ -121,7 +121,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    api_key: SecretStr | None = None
+    api_key: SecretStr | None = None  # an extra static key (all permissions, its own cache namespace)
+    # Organization, projects and keys live here. None: a SQLite file in the data dir.
+    database_url: SecretStr | None = None
+    # False switches API keys off entirely (development only; refused on non-loopback addresses).
+    auth: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_prompts: bool = False
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
@@ -132,6 +136,11 @@ class Settings(BaseSettings):
     # name -> model id, e.g. {"gpt-4o-mini": "qwen2.5-coder-0.5b-instruct"}
     aliases: dict[str, str] = Field(default_factory=dict)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+
+    def database(self) -> str:
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'hearth.db'}"
 
     @field_validator("log_level", mode="before")
     @classmethod

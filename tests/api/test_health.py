@@ -32,7 +32,7 @@ async def test_live_and_ready_follow_engine_health(app: object, fake_engine: Fak
 
 async def test_ready_needs_every_engine(tmp_path: Path) -> None:
     a, b = FakeEngine("model-a"), FakeEngine("model-b")
-    runtime = build_runtime(Settings(data_dir=tmp_path, api_key="sk-x-0123456789"), engines=[a, b])
+    runtime = build_runtime(Settings(data_dir=tmp_path, api_key="sk-x-0123456789"), engines=[a, b], with_platform=False)
     async with _anon(create_app(runtime.container)) as c:
         assert (await c.get("/health/ready")).status_code == 200
         await b.stop()
@@ -41,7 +41,7 @@ async def test_ready_needs_every_engine(tmp_path: Path) -> None:
 
 
 async def test_not_ready_container(tmp_path: Path) -> None:
-    runtime = build_runtime(Settings(data_dir=tmp_path, api_key="sk-x-0123456789"), engines=[FakeEngine()])
+    runtime = build_runtime(Settings(data_dir=tmp_path, api_key="sk-x-0123456789"), engines=[FakeEngine()], with_platform=False)
     container = dataclasses.replace(runtime.container, ready=False)
     async with _anon(create_app(container)) as c:
         assert (await c.get("/health/ready")).status_code == 503

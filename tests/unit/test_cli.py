@@ -16,12 +16,13 @@ def test_is_loopback(host: str, ok: bool) -> None:
     assert is_loopback(host) is ok
 
 
-def test_serve_refuses_public_bind_without_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_serve_refuses_public_bind_without_auth(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("HEARTH_API_KEY", raising=False)
     monkeypatch.setenv("HEARTH_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("HEARTH_AUTH", "false")
     r = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--port", "1"])
     assert r.exit_code == 2
-    assert "HEARTH_API_KEY" in r.output and "refusing" in r.output
+    assert "HEARTH_AUTH" in r.output and "refusing" in r.output
 
 
 def test_bad_config_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
 from hearth.api.errors import ApiError
+from hearth.platform.keys import Principal
+from hearth.services.admin import AdminService
+from hearth.services.auth import AuthError, AuthService
 from hearth.services.chat import ChatService
 from hearth.services.context import RequestContext
 from hearth.services.metrics import Metrics
@@ -21,7 +23,8 @@ class Container:
 
     chat: ChatService
     models: ModelsService
-    api_key: str | None  # static key until the platform issue brings real keys
+    auth: AuthService
+    admin: AdminService | None = None  # None without a database (static key or no auth)
     ready: bool = True
     metrics: Metrics = field(default_factory=Metrics)
 
@@ -36,25 +39,26 @@ def _ctx(request: Request) -> RequestContext:
     return ctx if isinstance(ctx, RequestContext) else RequestContext(request_id="req_local")
 
 
-def _auth(request: Request, c: Annotated[Container, Depends(_container)]) -> None:
-    if c.api_key is None:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise ApiError(
-            401,
-            "You didn't provide an API key. You need to provide your API key in an Authorization header "
-            "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-            "invalid_request_error",
-        )
-    if not hmac.compare_digest(token.encode(), c.api_key.encode()):
-        shown = f"{token[:3]}***{token[-4:]}" if len(token) > 8 else "***"
-        raise ApiError(401, f"Incorrect API key provided: {shown}.", "invalid_request_error",
-                       code="invalid_api_key")
+def require(family: str, write: bool) -> Any:
+    """A dependency that authenticates the caller and checks it may use `family` (read or write).
+
+    The principal lands on the request context, where services find its project (prefix-cache
+    namespace, ownership of stored objects).
+    """
+
+    async def dep(request: Request, c: Annotated[Container, Depends(_container)],
+                  ctx: Annotated[RequestContext, Depends(_ctx)]) -> Principal | None:
+        h = request.headers
+        try:
+            p = await c.auth.authenticate(h.get("authorization"))
+            c.auth.check(p, family, write, org=h.get("openai-organization"), project=h.get("openai-project"))
+        except AuthError as exc:
+            raise ApiError(exc.status, exc.message, "invalid_request_error", exc.code) from None
+        ctx.principal = p
+        return p
+
+    return Depends(dep)
 
 
 ContainerDep = Annotated[Container, Depends(_container)]
 ContextDep = Annotated[RequestContext, Depends(_ctx)]
-AuthDep = Depends(_auth)

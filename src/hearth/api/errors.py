@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from hearth.engine import errors as engine_errors
 from hearth.protocol.errors import InvalidRequest
+from hearth.services.admin import NotFoundError
 
 log = logging.getLogger("hearth.api")
 
@@ -39,6 +40,8 @@ def envelope(message: str, type_: str, param: str | None = None, code: str | Non
 def map_exception(exc: BaseException) -> Mapped:
     if isinstance(exc, ApiError):
         return Mapped(exc.status, envelope(exc.message, exc.type, exc.param, exc.code), exc.headers)
+    if isinstance(exc, NotFoundError):
+        return Mapped(404, envelope(exc.message, "invalid_request_error", exc.param, "not_found"), {})
     if isinstance(exc, InvalidRequest):
         return Mapped(400, envelope(exc.message, "invalid_request_error", exc.param, exc.code), {})
     if isinstance(exc, ValidationError):

@@ -115,6 +115,7 @@ class ChatService:
                 prompt_tokens=prompt,
                 params=convert.sampling_params(req, max_tokens, i),
                 constraint=plan.constraint,
+                cache_key=ctx.tenant,
             )
             for i in range(n)
         ]

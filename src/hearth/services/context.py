@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from hearth.platform.keys import Principal
+
 
 @dataclass(slots=True)
 class RequestContext:
@@ -15,3 +17,10 @@ class RequestContext:
     cached_tokens: int = 0
     completion_tokens: int = 0
     finish: str | None = None
+    principal: Principal | None = None  # None when auth is off
+
+    @property
+    def tenant(self) -> str:
+        """The prefix-cache namespace: one project's prompts never speed up or reveal another's."""
+        p = self.principal
+        return (p.project_id or p.org_id) if p is not None else ""

@@ -7,11 +7,11 @@ from fastapi.responses import Response, StreamingResponse
 
 from hearth.api import sse
 from hearth.api.body import parse_body
-from hearth.api.deps import AuthDep, ContainerDep, ContextDep
+from hearth.api.deps import ContainerDep, ContextDep, require
 from hearth.api.errors import map_exception
 from hearth.protocol.chat import ChatCompletionChunk, ChatCompletionRequest
 
-router = APIRouter(dependencies=[AuthDep])
+router = APIRouter(dependencies=[require("chat", write=True)])
 
 
 @router.post("/v1/chat/completions")

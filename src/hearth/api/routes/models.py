@@ -3,9 +3,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from hearth.api.deps import AuthDep, ContainerDep
+from hearth.api.deps import ContainerDep, require
 
-router = APIRouter(dependencies=[AuthDep])
+router = APIRouter(dependencies=[require("models", write=False)])
 
 
 @router.get("/v1/models")

@@ -1,0 +1,1 @@
+"""Alembic environment for the platform tables; run through ``hearth.platform.db.migrate``."""
