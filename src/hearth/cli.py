@@ -20,6 +20,17 @@ from hearth.config import ConfigError, Settings, load_settings
 app = typer.Typer(help="hearth: a self-hosted, OpenAI-compatible LLM API platform.", no_args_is_help=True)
 models_app = typer.Typer(help="Embedded and configured models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+
+
+def _platform_commands() -> None:
+    from hearth.cli_platform import keys_app, migrate, projects_app
+
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(projects_app, name="projects")
+    app.command()(migrate)
+
+
+_platform_commands()
 err = Console(stderr=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML or YAML settings file")]

@@ -166,3 +166,18 @@ class AdminService:
         ok = await self._run(self.store.delete_admin_key, key_id)
         self._found(ok or None, "admin API key", key_id)
         return wire.Deleted(object="organization.admin_api_key.deleted", id=key_id)
+
+    # ------------------------------------------------------------ key lifecycle (CLI)
+
+    async def rotate_key(self, key_id: str, overlap_seconds: int) -> str:
+        """A new secret under the same key id; the old one works `overlap_seconds` more."""
+        return await self._run(self.store.rotate, key_id, overlap_seconds)
+
+    async def revoke_key(self, key_id: str) -> None:
+        self._found(await self._run(self.store.revoke, key_id) or None, "API key", key_id)
+
+    async def default_project_id(self) -> str:
+        org = await self._run(self.store.organization)
+        if org is None or org.default_project_id is None:
+            raise NotFoundError("The organization has not been created yet: run `hearth serve` once.")
+        return org.default_project_id
