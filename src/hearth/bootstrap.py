@@ -142,6 +142,7 @@ def open_platform(settings: Settings) -> PlatformStore:
     from hearth.platform.store import PlatformStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per plugin at INFO: noise
     db = make_engine(settings.database())
     upgrade(db)
     secret = load_or_create_server_secret(settings.data_dir / "server-secret")
