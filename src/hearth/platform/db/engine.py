@@ -34,16 +34,18 @@ def is_sqlite(url: str | URL) -> bool:
 def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
     """An engine for ``sqlite:///path`` or ``postgresql+psycopg://...``; connects lazily.
 
-    For a SQLite file the parent directory is created if missing.
+    For a SQLite file the parent directory is created if missing. Bound parameters (key hashes
+    among them) are kept out of SQL logs and out of error messages, which reach the error log.
     """
     u = make_url(url)
     if u.get_backend_name() != "sqlite":
-        return create_engine(u, echo=echo, pool_pre_ping=True)
+        return create_engine(u, echo=echo, pool_pre_ping=True, hide_parameters=True)
     if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
         Path(u.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         u,
         echo=echo,
+        hide_parameters=True,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
     )
     event.listen(engine, "connect", _sqlite_on_connect)
