@@ -13,14 +13,14 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from collections.abc import AsyncIterator  # noqa: E402
+from collections.abc import AsyncIterator
 
-import httpx  # noqa: E402
-import pytest  # noqa: E402
-from openai import AsyncOpenAI  # noqa: E402
+import httpx
+import pytest
+from openai import AsyncOpenAI
 
-from hearth.engine.backends.fake import FakeEngine  # noqa: E402
-from tests.conftest import make_app  # noqa: E402
+from hearth.engine.backends.fake import FakeEngine
+from tests.conftest import make_app
 
 
 @pytest.fixture
