@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from hearth.api.app import create_app
 from hearth.bootstrap import build_runtime
@@ -123,7 +124,7 @@ async def test_admin_key_sees_exactly_the_default_project(pf: Platform) -> None:
 
 async def test_second_start_keeps_the_first_admin_key(pf: Platform, tmp_path: Path) -> None:
     old = pf.admin_key
-    again = build_runtime(Settings(data_dir=tmp_path, api_key=API_KEY),  # type: ignore[call-arg]
+    again = build_runtime(Settings(data_dir=tmp_path, api_key=SecretStr(API_KEY)),
                           engines=[FakeEngine("fake-model", context_length=256)], with_platform=True)
     assert again.admin_key is None
     assert (tmp_path / "admin-key.txt").read_text().strip() == old

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 T = TypeVar("T")
 
@@ -63,6 +63,7 @@ class Project(BaseModel):
 
 
 class ServiceAccountRef(BaseModel):
+    object: Literal["organization.project.service_account"] = "organization.project.service_account"
     id: str
     name: str
     created_at: int
@@ -70,17 +71,25 @@ class ServiceAccountRef(BaseModel):
 
 
 class UserRef(BaseModel):
+    object: Literal["organization.project.user"] = "organization.project.user"
     id: str
     name: str
-    created_at: int
+    added_at: int
     role: str = "owner"
     email: str | None = None
 
 
 class KeyOwner(BaseModel):
+    """OpenAI sends only the branch that applies (`user` or `service_account`)."""
+
     type: Literal["user", "service_account"]
     user: UserRef | None = None
     service_account: ServiceAccountRef | None = None
+
+    @model_serializer(mode="wrap")
+    def _only_the_owner(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if v is not None or k == "type"}
 
 
 class ProjectApiKey(BaseModel):

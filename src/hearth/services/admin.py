@@ -37,7 +37,7 @@ def _owner(o: KeyOwner, created_at: int) -> wire.KeyOwner:
     if o.type == "service_account":
         return wire.KeyOwner(type="service_account",
                              service_account=wire.ServiceAccountRef(id=o.id, name=o.name, created_at=created_at))
-    return wire.KeyOwner(type="user", user=wire.UserRef(id=o.id, name=o.name, created_at=created_at))
+    return wire.KeyOwner(type="user", user=wire.UserRef(id=o.id, name=o.name, added_at=created_at))
 
 
 def _scopes(k: ApiKeyRecord) -> Any:
