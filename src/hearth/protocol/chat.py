@@ -342,9 +342,8 @@ class ChatCompletion(BaseModel):
     usage: CompletionUsage
 
 
-class FunctionCallDelta(BaseModel):
-    name: str | None = None
-    arguments: str | None = None
+class _Sparse(BaseModel):
+    """Streamed objects: fields that are None are left out on the wire, as OpenAI sends them."""
 
     @model_serializer(mode="wrap")
     def _drop_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -352,7 +351,12 @@ class FunctionCallDelta(BaseModel):
         return {k: v for k, v in data.items() if v is not None}
 
 
-class ToolCallDelta(BaseModel):
+class FunctionCallDelta(_Sparse):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(_Sparse):
     """The first delta of a call has index, id, type and function.name; later ones index + arguments."""
 
     index: int
@@ -360,13 +364,8 @@ class ToolCallDelta(BaseModel):
     type: Literal["function"] | None = None
     function: FunctionCallDelta | None = None
 
-    @model_serializer(mode="wrap")
-    def _drop_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        return {k: v for k, v in data.items() if v is not None}
 
-
-class ChoiceDelta(BaseModel):
+class ChoiceDelta(_Sparse):
     """A streamed delta. Unset fields are omitted on the wire, as OpenAI sends them."""
 
     role: Literal["assistant"] | None = None
@@ -374,11 +373,6 @@ class ChoiceDelta(BaseModel):
     refusal: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
     function_call: FunctionCallDelta | None = None
-
-    @model_serializer(mode="wrap")
-    def _drop_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        return {k: v for k, v in data.items() if v is not None}
 
 
 class ChunkChoice(BaseModel):
