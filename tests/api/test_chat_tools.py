@@ -361,8 +361,8 @@ async def test_parallel_false_forced_grammar_allows_one_call(tmp_path: Path) -> 
         await c.post(URL, json=body(tools=TOOLS, tool_choice="required"))
         many = grammar_of(eng)
     # json profile: parallel calls are a JSON list of call objects; one call is a bare object.
-    assert one.startswith("start: body\n")
-    assert many.startswith('start: "[" body (", " body)')
+    assert one.startswith("start: calls\ncalls: body\n")
+    assert many.startswith('start: calls\ncalls: "[" body (", " body)')
 
 
 # ------------------------------------------------------------------ tool_choice -> constraint
@@ -589,11 +589,14 @@ async def test_json_schema_strict_without_schema(tmp_path: Path) -> None:
 
 
 async def test_response_format_with_tools(tmp_path: Path) -> None:
-    """With tool_choice auto, the answer's format applies; a forced call's grammar wins over it."""
+    """With tool_choice auto, the model may answer in the format or call a tool (both enforced, as
+    OpenAI allows either); a forced call's grammar wins over the format."""
     async with serve(tmp_path, '{"full_name": "Ada"}') as (c, eng):
         r = await c.post(URL, json=body(tools=TOOLS, response_format=schema_format(PERSON)))
         assert r.status_code == 200, r.text
-        assert '"full_name"' in grammar_of(eng)
+        g = grammar_of(eng)
+        assert g.startswith("start: content | calls") and '"full_name"' in g and '"const": "get_weather"' in g
+        assert r.json()["choices"][0]["message"]["content"] == '{"full_name": "Ada"}'
         r = await c.post(URL, json=body(tools=TOOLS, tool_choice="required", response_format=schema_format(PERSON)))
         assert r.status_code == 200, r.text
         assert '"full_name"' not in grammar_of(eng) and '"const": "get_weather"' in grammar_of(eng)

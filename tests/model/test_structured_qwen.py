@@ -121,7 +121,9 @@ async def test_required_tool_calls_always_match_their_schema(aclient: AsyncOpenA
     async def one(prompt: str, choice: Any) -> Any:
         async with sem:
             return await aclient.chat.completions.create(
-                model=MODEL, temperature=1.0, max_tokens=400, tools=TOOLS, tool_choice=choice,  # type: ignore[arg-type]
+                # Room for the grammar's cap of 16 parallel calls: a sampled run of calls must end
+                # in the grammar, not at max_tokens.
+                model=MODEL, temperature=1.0, max_tokens=1000, tools=TOOLS, tool_choice=choice,  # type: ignore[arg-type]
                 messages=[{"role": "user", "content": prompt}])
 
     jobs = [one(p, "required") for p in PROMPTS for _ in range(2)]
@@ -224,3 +226,27 @@ def test_length_mid_json_is_reported(qwen: str) -> None:
     assert r.choices[0].finish_reason == "length"
     with pytest.raises(ValueError):
         json.loads(r.choices[0].message.content or "")
+
+
+def test_auto_tools_with_a_response_format_gives_calls_or_a_valid_answer(qwen: str) -> None:
+    client = OpenAI(base_url=f"{qwen}/v1", api_key=KEY, max_retries=0, timeout=300)
+    schema = {"type": "object", "properties": {"answer": {"type": "string", "maxLength": 200}},
+              "required": ["answer"], "additionalProperties": False}
+    params = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
+    kinds = set()
+    for prompt in ["What's the weather in Paris? Use the tool.", "What is 2 + 2? Answer directly."]:
+        r = client.chat.completions.create(
+            model=MODEL, temperature=1.0, seed=3, max_tokens=200, tools=TOOLS,  # type: ignore[arg-type]
+            messages=[{"role": "user", "content": prompt}],
+            response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": schema, "strict": True}})
+        msg = r.choices[0].message
+        if msg.tool_calls:
+            kinds.add("calls")
+            assert r.choices[0].finish_reason == "tool_calls"
+            for call in msg.tool_calls:
+                _validator(params[call.function.name]).validate(json.loads(call.function.arguments))
+        else:
+            kinds.add("answer")
+            assert r.choices[0].finish_reason == "stop"
+            _validator(schema).validate(json.loads(msg.content or ""))
+    assert kinds  # each reply was one of the two enforced branches

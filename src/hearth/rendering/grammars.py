@@ -211,12 +211,8 @@ def _call_schema(tool: ToolSpec) -> dict[str, Any]:
     return schema
 
 
-def tool_calls_constraint(tools: Sequence[ToolSpec], profile: str, parallel: bool) -> Constraint:
-    """Output is one (or, with `parallel`, one or more) calls of `tools`, in the profile's format.
-
-    hermes: `<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>` blocks (Qwen, Hermes).
-    json:   a bare `{"name": ..., "arguments": {...}}` object, or a JSON list of them.
-    """
+def _calls_rules(tools: Sequence[ToolSpec], profile: str, parallel: bool) -> list[str]:
+    """Lark rules whose rule `calls` is one (or, with `parallel`, several) calls of `tools`."""
     if not tools:
         raise GrammarError("no tools to call")
     rules = [f"call_{i}: {_json_atom(_call_schema(t))}" for i, t in enumerate(tools)]
@@ -225,11 +221,29 @@ def tool_calls_constraint(tools: Sequence[ToolSpec], profile: str, parallel: boo
         # A newline may follow the last call (Qwen writes one before ending); then EOS or another
         # call. Capped: a sampled loop of calls must end before max_tokens does.
         more = f' ("\\n" call){{0,{MAX_PARALLEL_CALLS - 1}}}' if parallel else ""
-        head = [f'start: call{more} "\\n"?', 'call: <tool_call> "\\n" body "\\n" </tool_call>']
+        head = [f'calls: call{more} "\\n"?', 'call: <tool_call> "\\n" body "\\n" </tool_call>']
     else:
         more = f'"[" body (", " body){{0,{MAX_PARALLEL_CALLS - 1}}} "]"'
-        head = [f"start: {more}" if parallel else "start: body"]
-    return _check("\n".join([*head, body, *rules]) + "\n")
+        head = [f"calls: {more}" if parallel else "calls: body"]
+    return [*head, body, *rules]
+
+
+def tool_calls_constraint(tools: Sequence[ToolSpec], profile: str, parallel: bool) -> Constraint:
+    """Output is one (or, with `parallel`, one or more) calls of `tools`, in the profile's format.
+
+    hermes: `<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>` blocks (Qwen, Hermes).
+    json:   a bare `{"name": ..., "arguments": {...}}` object, or a JSON list of them.
+    """
+    return _check("\n".join(["start: calls", *_calls_rules(tools, profile, parallel)]) + "\n")
+
+
+def content_or_calls_constraint(schema: dict[str, Any], tools: Sequence[ToolSpec], profile: str,
+                                parallel: bool) -> Constraint:
+    """`tool_choice: "auto"` with a `response_format`: either an answer in the format or tool calls,
+    as OpenAI allows (the model chooses; each branch is enforced)."""
+    lines = ["start: content | calls", f"content: {_json_atom(_bounded(schema))}",
+             *_calls_rules(tools, profile, parallel)]
+    return _check("\n".join(lines) + "\n")
 
 
 def schema_system_prompt(name: str, description: str | None, schema: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from hearth.protocol.errors import InvalidRequest, UnsupportedParameter
 from hearth.rendering.grammars import (
     GrammarError,
     ToolSpec,
+    content_or_calls_constraint,
     json_object_constraint,
     json_schema_constraint,
     schema_system_prompt,
@@ -138,10 +139,16 @@ def plan(req: wire.ChatCompletionRequest, template_source: str | None) -> Struct
     native = bool(template_source) and "tools" in (template_source or "")
     profile = profile_for_template(template_source) if native else "json"
     defs = [{"type": "function", "function": f.model_dump(exclude_none=True)} for f in fns]
+    tools = [specs[n] for n in selected]
     if mode == "required":
-        tools = [specs[n] for n in selected]
         constraint = _compiled(lambda: tool_calls_constraint(tools, profile, parallel), list_param,
                                "the tool call arguments")
+    elif constraint is not None:
+        # "auto" with a response_format: the model may answer in the format or call tools (as on
+        # OpenAI); whichever it starts, that branch is enforced to the end.
+        answer = _format_schema(req)
+        constraint = _compiled(lambda: content_or_calls_constraint(answer, tools, profile, parallel),
+                               "response_format", "response_format")
     return StructuredPlan(
         template_tools=defs if native else None,
         system_addendum=_join(None if native else tools_system_prompt(defs), format_note),
@@ -151,6 +158,14 @@ def plan(req: wire.ChatCompletionRequest, template_source: str | None) -> Struct
         legacy=legacy,
         constraint=constraint,
     )
+
+
+def _format_schema(req: wire.ChatCompletionRequest) -> dict[str, Any]:
+    """The JSON schema a json_object / json_schema response_format stands for (already checked)."""
+    rf = req.response_format
+    if rf is not None and rf.json_schema is not None and rf.json_schema.schema_ is not None:
+        return rf.json_schema.schema_
+    return {"type": "object"}
 
 
 def _join(*parts: str | None) -> str | None:
