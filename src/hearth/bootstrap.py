@@ -18,6 +18,7 @@ from hearth.rendering.gguf_meta import ArrayInfo, read_gguf_metadata
 from hearth.services.admin import AdminService
 from hearth.services.auth import AuthService
 from hearth.services.chat import ChatService
+from hearth.services.limits import LimitsService
 from hearth.services.metrics import Metrics
 from hearth.services.models import ModelsService
 
@@ -153,6 +154,22 @@ def admin_key_path(settings: Settings) -> Path:
     return settings.data_dir / "admin-key.txt"
 
 
+def build_limits(settings: Settings) -> LimitsService | None:
+    """Limits from config; Redis when several replicas must share them (exact across processes)."""
+    from hearth.platform.ratelimit import Limits, MemoryLimiter
+
+    table = {model: Limits.openai(rpm=r.rpm, tpm=r.tpm, rpd=r.rpd, tpd=r.tpd)
+             for model, r in settings.rate_limits.items()}
+    table = {m: lim for m, lim in table.items() if lim}
+    if not table:
+        return None
+    if settings.redis_url is not None:
+        from hearth.platform.ratelimit import RedisLimiter
+
+        return LimitsService(RedisLimiter(settings.redis_url.get_secret_value()), table)
+    return LimitsService(MemoryLimiter(), table)
+
+
 def build_runtime(settings: Settings, progress: assets.Progress | None = None,
                   engines: list[Engine] | None = None, *, with_platform: bool = True) -> Runtime:
     if engines is None:
@@ -173,7 +190,7 @@ def build_runtime(settings: Settings, progress: assets.Progress | None = None,
     auth = AuthService(keys=store if settings.auth else None, static_key=static if settings.auth else None,
                        org_id=org.id if org is not None else "org-local")
     container = Container(
-        chat=ChatService(registry, metrics),
+        chat=ChatService(registry, metrics, limits=build_limits(settings)),
         models=ModelsService(registry, created=int(time.time())),
         auth=auth,
         admin=AdminService(store) if store is not None else None,

@@ -113,6 +113,16 @@ class EngineSettings(BaseModel):
     fake_token_delay_s: float = Field(default=0.0, ge=0.0)
 
 
+class RateLimitSettings(BaseModel):
+    """One model's limits per project. None leaves that limit out."""
+
+    model_config = ConfigDict(extra="forbid")
+    rpm: int | None = Field(default=None, ge=1, description="requests per minute")
+    tpm: int | None = Field(default=None, ge=1, description="tokens per minute (prompt + completion)")
+    rpd: int | None = Field(default=None, ge=1, description="requests per day")
+    tpd: int | None = Field(default=None, ge=1, description="tokens per day")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HEARTH_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -124,6 +134,10 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None  # an extra static key (all permissions, its own cache namespace)
     # Organization, projects and keys live here. None: a SQLite file in the data dir.
     database_url: SecretStr | None = None
+    # Rate limits per project x model, like OpenAI's: {"*": {...}} for every model, or by model id.
+    rate_limits: dict[str, RateLimitSettings] = Field(default_factory=dict)
+    # Shared limiter state for several gateway replicas (exact across them); default: in-process.
+    redis_url: SecretStr | None = None
     # False switches API keys off entirely (development only; refused on non-loopback addresses).
     auth: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -15,6 +15,7 @@ from hearth.api.routes import admin, chat, health, metrics, models
 from hearth.engine.errors import EngineError
 from hearth.protocol.errors import InvalidRequest
 from hearth.services.admin import NotFoundError
+from hearth.services.limits import RateLimited
 
 
 def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> JSONResponse:  # type: ignore[type-arg]
@@ -47,7 +48,7 @@ def create_app(container: Container, *, max_body_bytes: int = 16 * 1024 * 1024) 
 
     # Known error classes are answered by the exception middleware; anything else reaches the
     # catch-all, which answers a 500 envelope (the traceback goes to the server log only).
-    for cls in (ApiError, InvalidRequest, NotFoundError, EngineError, ValidationError, Exception):
+    for cls in (ApiError, InvalidRequest, NotFoundError, RateLimited, EngineError, ValidationError, Exception):
         app.add_exception_handler(cls, _mapped)
 
     app.add_middleware(EdgeMiddleware, max_body_bytes=max_body_bytes)

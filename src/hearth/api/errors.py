@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 from hearth.engine import errors as engine_errors
 from hearth.protocol.errors import InvalidRequest
 from hearth.services.admin import NotFoundError
+from hearth.services.limits import RateLimited
 
 log = logging.getLogger("hearth.api")
 
@@ -53,6 +55,12 @@ def map_exception(exc: BaseException) -> Mapped:
     if isinstance(exc, engine_errors.InvalidConstraint):
         return Mapped(400, envelope(f"The output constraint cannot be enforced: {exc}", "invalid_request_error",
                                     "response_format", "invalid_json_schema"), {})
+    if isinstance(exc, RateLimited):
+        headers = dict(exc.headers)
+        if exc.retry_after_s is not None:  # no Retry-After when waiting cannot help: the SDK must not retry
+            headers["retry-after"] = str(max(1, math.ceil(exc.retry_after_s)))
+            headers["retry-after-ms"] = str(math.ceil(exc.retry_after_s * 1000))
+        return Mapped(429, envelope(exc.message, exc.kind, None, "rate_limit_exceeded"), headers)
     if isinstance(exc, engine_errors.Overloaded):
         secs = max(1, round(exc.retry_after_s))
         return Mapped(503, envelope(str(exc), "server_error", None, "server_overloaded"),

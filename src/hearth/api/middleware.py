@@ -44,6 +44,9 @@ class EdgeMiddleware:
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", rid.encode()))
                 headers.append((b"openai-processing-ms", str(ms).encode()))
+                present = {k.lower() for k, _ in headers}
+                headers += [(k.encode(), v.encode()) for k, v in ctx.response_headers.items()
+                            if k.encode() not in present]
                 message["headers"] = headers
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 logged = True

@@ -27,6 +27,7 @@ from hearth.services import convert, structured
 from hearth.services.chat_output import ChoiceShaper
 from hearth.services.context import RequestContext
 from hearth.services.ids import random_id
+from hearth.services.limits import Admission, LimitsService
 from hearth.services.metrics import Metrics, RequestTimer, outcome_for_error, outcome_for_finish
 
 log = logging.getLogger("hearth.chat")
@@ -46,6 +47,8 @@ class PreparedChat:
     include_usage: bool
     fingerprint: str
     plan: structured.StructuredPlan
+    max_tokens_asked: int | None = None  # what the client asked for (None: up to the context)
+    admission: Admission | None = None  # the rate-limit reservation, settled when the request ends
 
     @property
     def prompt_tokens(self) -> int:
@@ -53,10 +56,28 @@ class PreparedChat:
 
 
 class ChatService:
-    def __init__(self, registry: EngineRegistry, metrics: Metrics | None = None) -> None:
+    def __init__(self, registry: EngineRegistry, metrics: Metrics | None = None,
+                 limits: LimitsService | None = None) -> None:
         self._registry = registry
         self._metrics = metrics if metrics is not None else Metrics()
+        self._limits = limits
         self._templates: dict[str, ChatTemplate] = {}
+
+    async def admit(self, p: PreparedChat, ctx: RequestContext) -> None:
+        """Reserve the request against its project's rate limits (429 if over); settled at the end."""
+        if self._limits is None:
+            return
+        try:
+            p.admission = await self._limits.admit(ctx, p.engine.info.id, p.prompt_tokens, p.max_tokens_asked,
+                                                   len(p.requests))
+        except Exception as exc:
+            self._metrics.rejected(ctx.model, ENDPOINT, exc)
+            raise
+
+    async def _settle(self, p: PreparedChat, ctx: RequestContext) -> None:
+        if self._limits is not None and p.admission is not None:
+            await self._limits.settle(p.admission, p.prompt_tokens + ctx.completion_tokens)
+            p.admission = None
 
     def healthy(self) -> bool:
         return all(e.health() for e in self._registry.engines())
@@ -129,9 +150,16 @@ class ChatService:
             include_usage=bool(req.stream_options and req.stream_options.include_usage),
             fingerprint=_fingerprint(info.id),
             plan=plan,
+            max_tokens_asked=requested,
         )
 
     async def complete(self, p: PreparedChat, ctx: RequestContext) -> wire.ChatCompletion:
+        try:
+            return await self._complete(p, ctx)
+        finally:
+            await self._settle(p, ctx)
+
+    async def _complete(self, p: PreparedChat, ctx: RequestContext) -> wire.ChatCompletion:
         timer = self._metrics.timer(p.engine.info.id, ENDPOINT, ctx.started, len(p.requests))
         tasks = [asyncio.ensure_future(_collect(p.engine, r, timer, i)) for i, r in enumerate(p.requests)]
         try:
@@ -229,6 +257,9 @@ class ChatService:
         except BaseException as exc:  # the client left (GeneratorExit, CancelledError) or the engine failed
             timer.finish(outcome_for_error(exc))
             raise
+        finally:
+            # Tokens generated so far, also for a client that left: the estimate's rest flows back.
+            await self._settle(p, ctx)
 
 
 def _usage(prompt: int, completion: int, cached: int) -> wire.CompletionUsage:

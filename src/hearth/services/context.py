@@ -18,6 +18,8 @@ class RequestContext:
     completion_tokens: int = 0
     finish: str | None = None
     principal: Principal | None = None  # None when auth is off
+    # Extra headers for the response (x-ratelimit-*), set before the response starts.
+    response_headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def tenant(self) -> str:

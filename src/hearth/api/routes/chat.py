@@ -18,6 +18,7 @@ router = APIRouter(dependencies=[require("chat", write=True)])
 async def create_chat_completion(request: Request, c: ContainerDep, ctx: ContextDep) -> Response:
     req = await parse_body(request, ChatCompletionRequest)
     prepared = c.chat.prepare(req, ctx)
+    await c.chat.admit(prepared, ctx)
     if not req.stream:
         result = await c.chat.complete(prepared, ctx)
         return Response(result.model_dump_json(), media_type="application/json")
