@@ -51,11 +51,11 @@ def test_corpus_has_enough_schemas() -> None:
     assert len(_corpus()) >= 30
 
 
-async def _fill(client: AsyncOpenAI, sem: asyncio.Semaphore, name: str, schema: dict[str, Any]
+async def _fill(client: AsyncOpenAI, sem: asyncio.Semaphore, name: str, schema: dict[str, Any], seed: int
                 ) -> tuple[str, str, str]:
     async with sem:
         r = await client.chat.completions.create(
-            model=MODEL, temperature=1.0, max_tokens=600,
+            model=MODEL, temperature=1.0, max_tokens=600, seed=seed,
             messages=[{"role": "user", "content": f"Make up a realistic example `{name}` as JSON."}],
             response_format={"type": "json_schema",
                              "json_schema": {"name": name[:64], "schema": schema, "strict": True}},
@@ -66,7 +66,7 @@ async def _fill(client: AsyncOpenAI, sem: asyncio.Semaphore, name: str, schema: 
 async def test_every_corpus_schema_validates_at_temperature_1(aclient: AsyncOpenAI) -> None:
     corpus = _corpus()
     sem = asyncio.Semaphore(8)
-    results = await asyncio.gather(*[_fill(aclient, sem, n, s) for n, s in corpus])
+    results = await asyncio.gather(*[_fill(aclient, sem, n, s, 1000 + i) for i, (n, s) in enumerate(corpus)])
     failures = []
     for (name, schema), (_, finish, text) in zip(corpus, results, strict=True):
         if finish != "stop":
@@ -116,11 +116,13 @@ PROMPTS = [
 
 async def test_required_tool_calls_always_match_their_schema(aclient: AsyncOpenAI) -> None:
     params = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
-    sem = asyncio.Semaphore(8)
+    sem = asyncio.Semaphore(1)  # seeded and alone: reproducible samples at temperature 1 (see above)
+    seeds = iter(range(2000, 3000))
 
     async def one(prompt: str, choice: Any) -> Any:
         async with sem:
             return await aclient.chat.completions.create(
+                seed=next(seeds),
                 # Room for the grammar's cap of 16 parallel calls: a sampled run of calls must end
                 # in the grammar, not at max_tokens.
                 model=MODEL, temperature=1.0, max_tokens=1000, tools=TOOLS, tool_choice=choice,  # type: ignore[arg-type]

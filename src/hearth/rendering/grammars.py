@@ -157,14 +157,17 @@ _SUB_ONE = ("items", "additionalProperties", "not", "if", "then", "else", "conta
 _SUB_LIST = ("anyOf", "oneOf", "allOf", "prefixItems")
 _SUB_MAP = ("properties", "$defs", "definitions", "patternProperties")
 SAFE_INTEGER = 2**53 - 1
+MAX_FRACTION = 1e-10  # llguidance takes at most 1e-10 (finer steps lose digits as floats)
 
 
 def bounded_numbers(schema: Any) -> Any:
-    """A copy of `schema` where numbers with no bounds get JSON's safe-integer range.
+    """A copy of `schema` where numbers with no bounds get JSON's safe-integer range, and numbers
+    with no `multipleOf` at most 10 decimal places.
 
     Without a bound, a sampled number can grow digit after digit until max_tokens (seen with
-    Qwen 0.5B at temperature 1). Values outside +-(2**53 - 1) lose precision in most JSON readers
-    anyway, so the bound costs nothing real and keeps every output closable.
+    Qwen 0.5B at temperature 1, in the integer part and in the fraction). Values outside
+    +-(2**53 - 1) lose precision in most JSON readers anyway, and 10 decimals is below what a double
+    keeps for most values, so the bounds cost little and keep every output closable.
     """
     if isinstance(schema, list):
         return [bounded_numbers(x) for x in schema]
@@ -187,6 +190,8 @@ def bounded_numbers(schema: Any) -> Any:
             out["minimum"] = -SAFE_INTEGER
         if "maximum" not in out and "exclusiveMaximum" not in out:
             out["maximum"] = SAFE_INTEGER
+        if "number" in numeric and "multipleOf" not in out:
+            out["multipleOf"] = MAX_FRACTION  # at most 10 decimals: fraction digits cannot run away either
     return out
 
 
