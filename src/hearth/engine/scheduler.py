@@ -51,8 +51,8 @@ class Sequence:
     payload: object = None
     cache_key: str = ""
     reuse: bool = True  # may start from a cached prefix (off for seeded requests: bit-exact replay)
-    # Batch-invariant mode: this sequence is decoded in a batch of its own, its prompt in chunks of
-    # the full token budget, exactly as if it ran alone, so its numerics never depend on the load.
+    # Batch-invariant mode: this sequence runs with the engine to itself (see _admit), so its steps
+    # and prompt chunks are exactly those of a run alone and its numerics never depend on the load.
     isolated: bool = False
     cached: int = 0  # prompt tokens taken from the prefix cache
     history: list[int] = field(default_factory=list)
@@ -185,15 +185,11 @@ class Scheduler:
         for s in self.running:
             if s.decoding:
                 chunks.append(Chunk(s, (s.last_token,), s.kv_tokens, True))
-        budget = self.token_budget - sum(1 for c in chunks if not c.seq.isolated)
+        budget = self.token_budget - len(chunks)
         for s in self.running:
             if not s.decoding and s.reuse and s.prefilled == s.cached and self._follow(s, copies):
                 continue  # an earlier request is computing this prompt's prefix: share it, don't redo it
-            if not s.decoding and s.isolated:
-                # Its own batch, outside the shared budget: the same chunking as a run alone.
-                end = min(len(s.prompt), s.prefilled + self.token_budget)
-                chunks.append(Chunk(s, s.prompt[s.prefilled:end], s.prefilled, end == len(s.prompt)))
-            elif not s.decoding and budget > 0:
+            if not s.decoding and budget > 0:
                 take = min(budget, len(s.prompt) - s.prefilled)
                 end = s.prefilled + take
                 chunks.append(Chunk(s, s.prompt[s.prefilled:end], s.prefilled, end == len(s.prompt)))

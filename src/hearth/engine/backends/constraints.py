@@ -73,7 +73,3 @@ class TokenMatcher:
             log.error("constrained sequence sampled a forbidden token: %s", self._m.get_error())
             return True
         return bool(self._m.is_stopped())
-
-    @property
-    def accepting(self) -> bool:
-        return bool(self._m.is_accepting())

@@ -265,17 +265,14 @@ class _Loop:
         return True
 
     def _step(self, plan: Plan) -> None:
-        shared = [c for c in plan.chunks if not c.seq.isolated]
-        groups = [shared] if shared else []
-        groups += [[c] for c in plan.chunks if c.seq.isolated]
+        # An isolated (batch-invariant) sequence is alone in its plans: one decode serves every case.
         sampled: dict[Seq, Sampled] = {}
-        for group in groups:
-            if not self._decode(group, sampled):
-                return
+        if not self._decode(plan.chunks, sampled):
+            return
         for f in self.sched.update(plan, sampled):
             self._finish(f)
 
-    def _decode(self, chunks: list[Chunk], sampled: dict[Seq, Sampled]) -> bool:
+    def _decode(self, chunks: tuple[Chunk, ...], sampled: dict[Seq, Sampled]) -> bool:
         """One llama_decode over `chunks`; samples the sequences that produced logits."""
         b = self.batch
         n = 0
