@@ -79,6 +79,11 @@ class PlatformStore:
         self._server_secret = server_secret
         self._clock = clock
 
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        """For the platform's other stores (usage ledger, policies) over the same database."""
+        return self._sessions
+
     # --- plumbing ---------------------------------------------------------------------------
 
     def _now(self, now: int | None = None) -> int:

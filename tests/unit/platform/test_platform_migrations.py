@@ -13,7 +13,8 @@ from hearth.platform.db import Base, current_revision, head_revision, make_engin
 from hearth.platform.db.migrate import MIGRATIONS_DIR
 from hearth.platform.store import PlatformStore
 
-TABLES = {"organizations", "projects", "service_accounts", "api_keys"}
+TABLES = {"organizations", "projects", "service_accounts", "api_keys", "usage_records", "project_rate_limits",
+          "spend_limits"}
 
 
 def _url(tmp_path: Path) -> str:
@@ -24,7 +25,7 @@ def test_migrations_ship_inside_the_package() -> None:
     assert MIGRATIONS_DIR.parent == Path(db_pkg.__file__).resolve().parent
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "versions" / "0001_initial.py").is_file()
-    assert head_revision() == "0001"
+    assert head_revision() == "0002"
 
 
 def test_upgrade_creates_tables_and_is_idempotent(tmp_path: Path) -> None:

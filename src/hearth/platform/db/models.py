@@ -106,3 +106,57 @@ class ApiKey(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
     last_used_at: Mapped[int | None] = mapped_column(BigInteger)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class UsageRow(Base):
+    """One record per admitted request (the usage ledger). ``id`` is the request id, so replaying
+    the write-ahead log after a crash inserts each record at most once. Cost is in nano-USD
+    (1e-9 USD): integers add up exactly, and a token at $0.01 per 1M tokens is still 10 units."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        Index("ix_usage_records_created_at", "created_at"),
+        Index("ix_usage_records_project_id_created_at", "project_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    org_id: Mapped[str | None] = mapped_column(ID)
+    project_id: Mapped[str | None] = mapped_column(ID)
+    api_key_id: Mapped[str | None] = mapped_column(ID)
+    user_id: Mapped[str | None] = mapped_column(ID)
+    endpoint: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(NAME)
+    batch: Mapped[int] = mapped_column(Integer, default=0)
+    service_tier: Mapped[str] = mapped_column(String(16), default="default")
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    latency_ms: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[int] = mapped_column(Integer, default=200)
+    cost_nanousd: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ProjectRateLimitRow(Base):
+    """A project's override of the configured per-model limits; a NULL column keeps the default."""
+
+    __tablename__ = "project_rate_limits"
+
+    project_id: Mapped[str] = mapped_column(ID, ForeignKey("projects.id"), primary_key=True)
+    model: Mapped[str] = mapped_column(NAME, primary_key=True)
+    rpm: Mapped[int | None] = mapped_column(BigInteger)
+    tpm: Mapped[int | None] = mapped_column(BigInteger)
+    rpd: Mapped[int | None] = mapped_column(BigInteger)
+    tpd: Mapped[int | None] = mapped_column(BigInteger)
+    batch_tpd: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class SpendLimitRow(Base):
+    """A monthly hard spend limit for the organization or one project (``scope_id``), in nano-USD."""
+
+    __tablename__ = "spend_limits"
+
+    scope_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    monthly_limit_nanousd: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
