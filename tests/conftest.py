@@ -18,16 +18,18 @@ from hearth.api.app import create_app
 from hearth.bootstrap import build_runtime
 from hearth.config import Settings
 from hearth.engine.backends.fake import FakeEngine
+from hearth.engine.embedding import Embedder
 
 API_KEY = "sk-test-0123456789abcdef"
 
 
 def make_app(engine: FakeEngine, tmp_path: Path, *, with_platform: bool = False,
-             **settings: object):  # type: ignore[no-untyped-def]
+             embedders: list[Embedder] | None = None, **settings: object):  # type: ignore[no-untyped-def]
     """The app over `engine`. By default auth is the static API_KEY and no database (fast); with
-    `with_platform`, a real SQLite database in tmp_path with organization, projects and keys."""
+    `with_platform`, a real SQLite database in tmp_path with organization, projects and keys.
+    `embedders` serve /v1/embeddings (none by default)."""
     s = Settings(data_dir=tmp_path, api_key=API_KEY, **settings)  # type: ignore[arg-type]
-    runtime = build_runtime(s, engines=[engine], with_platform=with_platform)
+    runtime = build_runtime(s, engines=[engine], with_platform=with_platform, embedders=embedders)
     app = create_app(runtime.container, max_body_bytes=s.max_body_bytes)
     app.state.runtime = runtime
     return app

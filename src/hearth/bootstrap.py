@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hearth.api.deps import Container
 from hearth.config import ModelSpec, Settings
 from hearth.engine import assets, memory
+from hearth.engine.embedding import Embedder
 from hearth.engine.interface import Engine
 from hearth.engine.registry import EngineRegistry
+from hearth.platform.policies import LimitOverride
 from hearth.platform.store import PlatformStore
 from hearth.rendering.gguf_meta import ArrayInfo, read_gguf_metadata
 from hearth.services.admin import AdminService
 from hearth.services.auth import AuthService
 from hearth.services.chat import ChatService
+from hearth.services.embeddings import EmbeddingsService
 from hearth.services.limits import LimitsService
+from hearth.services.metering import Metering
 from hearth.services.metrics import Metrics
 from hearth.services.models import ModelsService
+from hearth.services.policy import PolicyCache
+from hearth.services.usage import UsageService
 
 log = logging.getLogger("hearth")
 
@@ -32,6 +41,23 @@ class Runtime:
     # Set on the very first start only: the new admin key, to show once (also in admin_key_file).
     admin_key: str | None = None
     admin_key_file: Path | None = None
+
+    def background(self) -> list[Coroutine[Any, Any, None]]:
+        """What runs beside the server: the usage ledger's flusher, the policy reloader."""
+        m = self.container.metering
+        out = []
+        if m.ledger is not None:
+            out.append(m.ledger.run())
+        if m.policy is not None:
+            out.append(m.policy.run())
+        return out
+
+    async def close(self) -> None:
+        """Flush the usage ledger and close the limiter connections (at shutdown)."""
+        m = self.container.metering
+        if m.ledger is not None:
+            await asyncio.to_thread(m.ledger.close)
+        await m.close()
 
 
 def models_dir(settings: Settings) -> Path:
@@ -68,11 +94,15 @@ def configure_threads(settings: Settings) -> None:
 
 
 def build_engine(settings: Settings, spec: ModelSpec, progress: assets.Progress | None = None) -> Engine:
+    if spec.kind == "embedding":
+        raise assets.AssetError(f"`{spec.id}` is an embedding model: list it in `embedding_models` "
+                                "(HEARTH_EMBEDDING_MODELS), not among the chat models to serve")
     e = settings.engine
     if e.backend == "fake":
         from hearth.engine.backends.fake import FakeEngine
 
-        return FakeEngine(spec.id, context_length=spec.context_length or e.n_ctx, token_delay_s=e.fake_token_delay_s)
+        return FakeEngine(spec.id, context_length=spec.context_length or e.n_ctx, token_delay_s=e.fake_token_delay_s,
+                          reply_tokens=e.fake_reply_tokens)
     configure_threads(settings)
     from hearth.engine.backends.llamacpp import LlamaCppConfig, LlamaCppEngine
 
@@ -93,6 +123,42 @@ def build_engine(settings: Settings, spec: ModelSpec, progress: assets.Progress 
             batch_invariant=e.batch_invariant,
         )
     )
+
+
+def resolve_embedding_spec(settings: Settings, name: str) -> ModelSpec:
+    """A catalog id of kind "embedding", an alias of one, or a path: a GGUF embedding model or a
+    sentence-transformers BERT directory."""
+    catalog = settings.catalog()
+    spec = catalog.get(name) or catalog.get(settings.aliases.get(name, ""))
+    if spec is None:
+        spec = next((s for s in catalog.values() if name in s.aliases), None)
+    if spec is None and (name.endswith(".gguf") or os.path.sep in name or Path(name).expanduser().is_dir()):
+        p = Path(name).expanduser().resolve()
+        return ModelSpec(id=p.stem if p.suffix == ".gguf" else p.name, source=str(p), kind="embedding")
+    if spec is None:
+        embedding = sorted(s.id for s in catalog.values() if s.kind == "embedding")
+        raise assets.AssetError(f"unknown embedding model `{name}`: not in the catalog ({', '.join(embedding)}), "
+                                "not a .gguf file and not a model directory")
+    if spec.kind != "embedding":
+        raise assets.AssetError(f"`{spec.id}` is a chat model, not an embedding model; list it in `serve`")
+    return spec
+
+
+def build_embedder(settings: Settings, spec: ModelSpec) -> Embedder:
+    """The embedding model of `spec` in llama.cpp; a model directory is converted to a GGUF in the
+    data dir once. FakeEmbedder for backend "fake"."""
+    from hearth.engine.embedding import EmbedderLoadError, FakeEmbedder, load_embedder
+
+    if settings.engine.backend == "fake":
+        return FakeEmbedder(spec.id)
+    path = assets.target_path(asset_for(spec), models_dir(settings))
+    if not path.exists():
+        raise assets.AssetError(f"embedding model `{spec.id}`: not found: {path}")
+    try:
+        return load_embedder(path, spec.id, cache_dir=models_dir(settings), max_tokens=spec.context_length,
+                             threads=settings.engine.embedding_threads)
+    except EmbedderLoadError as exc:
+        raise assets.AssetError(f"embedding model `{spec.id}`: {exc}") from exc
 
 
 def _shape(path: str) -> tuple[int, memory.ModelShape]:
@@ -154,28 +220,65 @@ def admin_key_path(settings: Settings) -> Path:
     return settings.data_dir / "admin-key.txt"
 
 
-def build_limits(settings: Settings) -> LimitsService | None:
-    """Limits from config; Redis when several replicas must share them (exact across processes)."""
-    from hearth.platform.ratelimit import Limits, MemoryLimiter
+def build_limits(settings: Settings, policy: PolicyCache | None = None) -> LimitsService | None:
+    """Limits from config and per-project overrides; Redis when several replicas must share them
+    (exact across processes). None when nothing can ever be limited (no config, no database)."""
+    from hearth.platform.ratelimit import MemoryLimiter
 
-    table = {model: Limits.openai(rpm=r.rpm, tpm=r.tpm, rpd=r.rpd, tpd=r.tpd)
-             for model, r in settings.rate_limits.items()}
-    table = {m: lim for m, lim in table.items() if lim}
-    if not table:
+    defaults = {model: LimitOverride(r.rpm, r.tpm, r.rpd, r.tpd, r.batch_tpd)
+                for model, r in settings.rate_limits.items()}
+    defaults = {m: v for m, v in defaults.items() if any(x is not None for x in (v.rpm, v.tpm, v.rpd, v.tpd))}
+    if not defaults and policy is None:
         return None
     if settings.redis_url is not None:
         from hearth.platform.ratelimit import RedisLimiter
 
-        return LimitsService(RedisLimiter(settings.redis_url.get_secret_value()), table)
-    return LimitsService(MemoryLimiter(), table)
+        return LimitsService(RedisLimiter(settings.redis_url.get_secret_value()), defaults, policy)
+    return LimitsService(MemoryLimiter(), defaults, policy)
+
+
+def build_metering(settings: Settings, store: PlatformStore | None) -> Metering:
+    """Rate limits, prices, spend limits and the usage ledger (the last two need the database)."""
+    from hearth.platform.pricing import RateCard
+
+    prices = {m: RateCard.of(p.input, p.output, p.cached_input) for m, p in settings.prices.items()}
+    if store is None:
+        return Metering(limits=build_limits(settings), prices=prices)
+    from hearth.platform.policies import PolicyStore
+    from hearth.platform.quotas import MemorySpendMeter, RedisSpendMeter, SpendMeter
+    from hearth.platform.usage import UsageLedger
+
+    policy = PolicyCache(PolicyStore(store.sessions))
+    policy.load()
+    ledger = UsageLedger(store.sessions, settings.data_dir / "usage-wal",
+                         flush_interval_s=settings.usage.flush_interval_s, fsync=settings.usage.fsync)
+    ledger.open()  # replays what a crashed process left, before this one serves
+    meter: SpendMeter = (RedisSpendMeter(settings.redis_url.get_secret_value()) if settings.redis_url is not None
+                         else MemorySpendMeter())
+    return Metering(limits=build_limits(settings, policy), ledger=ledger, prices=prices, meter=meter,
+                    policy=policy)
+
+
+def build_usage(metering: Metering, registry: EngineRegistry, org_id: str) -> UsageService | None:
+    policy = metering.policy
+    if policy is None or policy.store is None:
+        return None
+    return UsageService(metering, policy.store, lambda: [e.info.id for e in registry.engines()], org_id)
 
 
 def build_runtime(settings: Settings, progress: assets.Progress | None = None,
-                  engines: list[Engine] | None = None, *, with_platform: bool = True) -> Runtime:
+                  engines: list[Engine] | None = None, *, with_platform: bool = True,
+                  embedders: list[Embedder] | None = None) -> Runtime:
+    """The runtime of `settings`. A caller that hands in its own `engines` composes by hand: its
+    embedding models are `embedders` (none unless given); otherwise both are built from settings."""
     if engines is None:
         engines = [build_engine(settings, resolve_spec(settings, m), progress)
                    for m in settings.models_to_serve()]
         check_memory(settings, engines)
+        if embedders is None:
+            embedders = [build_embedder(settings, resolve_embedding_spec(settings, m))
+                         for m in settings.embedding_models]
+    embedders = embedders or []
     aliases: dict[str, str] = {}
     for spec in settings.catalog().values():
         for a in spec.aliases:
@@ -189,12 +292,18 @@ def build_runtime(settings: Settings, progress: assets.Progress | None = None,
     org = store.organization() if store is not None else None
     auth = AuthService(keys=store if settings.auth else None, static_key=static if settings.auth else None,
                        org_id=org.id if org is not None else "org-local")
+    metering = build_metering(settings, store)
+    embeddings = EmbeddingsService(embedders, settings.aliases, metrics, metering=metering)
     container = Container(
-        chat=ChatService(registry, metrics, limits=build_limits(settings)),
-        models=ModelsService(registry, created=int(time.time())),
+        chat=ChatService(registry, metrics, metering=metering),
+        models=ModelsService(registry, created=int(time.time()), embedding_models=embeddings.models(),
+                             embedding_aliases=embeddings.aliases()),
         auth=auth,
-        admin=AdminService(store) if store is not None else None,
+        admin=AdminService(store, on_change=auth.invalidate) if store is not None else None,
         metrics=metrics,
+        metering=metering,
+        usage=build_usage(metering, registry, org.id) if org is not None else None,
+        embeddings=embeddings,
     )
     return Runtime(registry=registry, container=container, admin_key=admin_key,
                    admin_key_file=admin_key_path(settings) if store is not None else None)

@@ -145,3 +145,47 @@ def projects_archive(project_id: str, config: ConfigOpt = None) -> None:
     """Archive a project: its keys stop working."""
     p = _run(config, lambda svc: svc.archive_project(project_id))
     out.print(f"archived {p.id}")
+
+
+def usage(
+    days: Annotated[int, typer.Option(help="How many days back, today included", min=1, max=366)] = 7,
+    project: Annotated[list[str] | None, typer.Option(help="Only these project ids; repeatable")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Usage and cost by day x model x project, from the usage ledger (UTC days)."""
+    import calendar
+    import time
+
+    from hearth import bootstrap
+    from hearth.platform.pricing import usd
+    from hearth.platform.usage import UsageLedger
+    from hearth.platform.usage_queries import UsageQuery, aggregate
+
+    try:
+        settings: Settings = load_settings(config)
+    except ConfigError as exc:
+        err.print(f"[red]invalid configuration:[/red] {exc}")
+        raise typer.Exit(2) from None
+    store = bootstrap.open_platform(settings)
+    # Records a stopped (or crashed) server left in its write-ahead log count too.
+    ledger = UsageLedger(store.sessions, settings.data_dir / "usage-wal")
+    ledger.open()
+    ledger.close()
+    t = time.gmtime()
+    today = calendar.timegm((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0))
+    start = today - (days - 1) * 86400
+    q = UsageQuery(start=start, end=today + 86400, width=86400, group_by=("model", "project_id"),
+                   project_ids=tuple(project or ()))
+    rows = aggregate(store.sessions, q)
+    table = Table("day (UTC)", "model", "project", "requests", "input tokens", "cached", "output tokens", "cost (USD)")
+    totals = [0, 0, 0, 0, 0]
+    for g in rows:
+        table.add_row(time.strftime("%Y-%m-%d", time.gmtime(g.bucket_start)), str(g.keys["model"]),
+                      str(g.keys["project_id"] or "-"), f"{g.requests:,}", f"{g.input_tokens:,}",
+                      f"{g.cached_tokens:,}", f"{g.output_tokens:,}", f"{usd(g.cost_nanousd):.6f}")
+        for i, v in enumerate((g.requests, g.input_tokens, g.cached_tokens, g.output_tokens, g.cost_nanousd)):
+            totals[i] += v
+    table.add_section()
+    table.add_row("total", "", "", f"{totals[0]:,}", f"{totals[1]:,}", f"{totals[2]:,}", f"{totals[3]:,}",
+                  f"{usd(totals[4]):.6f}")
+    out.print(table)

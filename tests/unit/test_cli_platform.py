@@ -59,3 +59,31 @@ def test_projects_and_admin_keys(data_dir: Path) -> None:
     r = runner.invoke(app, ["keys", "create", "--admin", "--name", "ops"])
     assert r.exit_code == 0 and "sk-admin-" in r.output
     assert "ops" in runner.invoke(app, ["keys", "list", "--admin"]).output
+
+
+def test_usage_table_by_day_model_and_project(data_dir: Path) -> None:
+    import time
+
+    from hearth.bootstrap import open_platform
+    from hearth.config import Settings
+    from hearth.platform.usage import UsageRecord, insert_records
+
+    store = open_platform(Settings(data_dir=data_dir))
+    store.bootstrap(data_dir / "admin-key.txt")
+    now = int(time.time())
+    insert_records(store.sessions, [
+        UsageRecord(id="r1", created_at=now, endpoint="completions", model="alpha", project_id="proj_x",
+                    input_tokens=1200, output_tokens=34, cost_nanousd=2_500_000),
+        UsageRecord(id="r2", created_at=now, endpoint="completions", model="alpha", project_id="proj_x",
+                    input_tokens=800, output_tokens=6, cost_nanousd=500_000),
+        UsageRecord(id="r3", created_at=now - 86400, endpoint="embeddings", model="beta", project_id="proj_y",
+                    input_tokens=5),
+    ])
+    r = runner.invoke(app, ["usage", "--days", "3"], env={"HEARTH_DATA_DIR": str(data_dir)})
+    assert r.exit_code == 0, r.output
+    today = time.strftime("%Y-%m-%d", time.gmtime(now))
+    line = next(ln for ln in r.output.splitlines() if today in ln and "alpha" in ln)
+    assert "proj_x" in line and "2,000" in line and "40" in line and "0.003000" in line
+    assert any("beta" in ln and "proj_y" in ln for ln in r.output.splitlines())
+    r = runner.invoke(app, ["usage", "--project", "proj_y"], env={"HEARTH_DATA_DIR": str(data_dir)})
+    assert "alpha" not in r.output and "beta" in r.output

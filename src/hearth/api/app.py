@@ -11,11 +11,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hearth.api.deps import Container
 from hearth.api.errors import ApiError, envelope, map_exception, validation_envelope
 from hearth.api.middleware import EdgeMiddleware
-from hearth.api.routes import admin, chat, health, metrics, models
+from hearth.api.routes import admin, chat, embeddings, health, metrics, models, usage
 from hearth.engine.errors import EngineError
 from hearth.protocol.errors import InvalidRequest
 from hearth.services.admin import NotFoundError
 from hearth.services.limits import RateLimited
+from hearth.services.metering import QuotaExceeded
 
 
 def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> JSONResponse:  # type: ignore[type-arg]
@@ -25,7 +26,8 @@ def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> JSO
 def create_app(container: Container, *, max_body_bytes: int = 16 * 1024 * 1024) -> FastAPI:
     app = FastAPI(title="hearth", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.state.container = container
-    for r in (chat.router, models.router, admin.router, health.router, metrics.router):
+    for r in (chat.router, embeddings.router, models.router, admin.router, usage.router, health.router,
+              metrics.router):
         app.include_router(r)
 
     @app.exception_handler(StarletteHTTPException)
@@ -48,7 +50,8 @@ def create_app(container: Container, *, max_body_bytes: int = 16 * 1024 * 1024) 
 
     # Known error classes are answered by the exception middleware; anything else reaches the
     # catch-all, which answers a 500 envelope (the traceback goes to the server log only).
-    for cls in (ApiError, InvalidRequest, NotFoundError, RateLimited, EngineError, ValidationError, Exception):
+    for cls in (ApiError, InvalidRequest, NotFoundError, RateLimited, QuotaExceeded, EngineError, ValidationError,
+                Exception):
         app.add_exception_handler(cls, _mapped)
 
     app.add_middleware(EdgeMiddleware, max_body_bytes=max_body_bytes)

@@ -13,8 +13,11 @@ from hearth.services.admin import AdminService
 from hearth.services.auth import AuthError, AuthService
 from hearth.services.chat import ChatService
 from hearth.services.context import RequestContext
+from hearth.services.embeddings import EmbeddingsService
+from hearth.services.metering import Metering
 from hearth.services.metrics import Metrics
 from hearth.services.models import ModelsService
+from hearth.services.usage import UsageService
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,14 +30,19 @@ class Container:
     admin: AdminService | None = None  # None without a database (static key or no auth)
     ready: bool = True
     metrics: Metrics = field(default_factory=Metrics)
+    # Rate limits, spend limits and the usage ledger; its background tasks run with the server.
+    metering: Metering = field(default_factory=Metering)
+    usage: UsageService | None = None  # None without a database
+    # Always present; with no embedding models it answers 404 model_not_found for every model.
+    embeddings: EmbeddingsService = field(default_factory=lambda: EmbeddingsService(()))
 
 
-def _container(request: Request) -> Container:
+async def _container(request: Request) -> Container:
     c: Container = request.app.state.container
     return c
 
 
-def _ctx(request: Request) -> RequestContext:
+async def _ctx(request: Request) -> RequestContext:
     ctx = request.scope.get("state", {}).get("ctx")
     return ctx if isinstance(ctx, RequestContext) else RequestContext(request_id="req_local")
 

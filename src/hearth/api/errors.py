@@ -14,6 +14,7 @@ from hearth.engine import errors as engine_errors
 from hearth.protocol.errors import InvalidRequest
 from hearth.services.admin import NotFoundError
 from hearth.services.limits import RateLimited
+from hearth.services.metering import QuotaExceeded
 
 log = logging.getLogger("hearth.api")
 
@@ -57,10 +58,15 @@ def map_exception(exc: BaseException) -> Mapped:
                                     "response_format", "invalid_json_schema"), {})
     if isinstance(exc, RateLimited):
         headers = dict(exc.headers)
-        if exc.retry_after_s is not None:  # no Retry-After when waiting cannot help: the SDK must not retry
+        if exc.retry_after_s is not None:
             headers["retry-after"] = str(max(1, math.ceil(exc.retry_after_s)))
             headers["retry-after-ms"] = str(math.ceil(exc.retry_after_s * 1000))
+        else:  # waiting cannot help: the official SDKs honour x-should-retry and do not retry
+            headers["x-should-retry"] = "false"
         return Mapped(429, envelope(exc.message, exc.kind, None, "rate_limit_exceeded"), headers)
+    if isinstance(exc, QuotaExceeded):
+        return Mapped(429, envelope(exc.message, "insufficient_quota", None, "insufficient_quota"),
+                      {"x-should-retry": "false"})
     if isinstance(exc, engine_errors.Overloaded):
         secs = max(1, round(exc.retry_after_s))
         return Mapped(503, envelope(str(exc), "server_error", None, "server_overloaded"),

@@ -82,7 +82,8 @@ def is_prepared(asset: Asset, models_dir: Path) -> bool:
     except AssetError:
         return False
     if not path.is_file():
-        return False
+        # Embedding models are directories (config, tokenizer, safetensors), used in place.
+        return path.is_dir() and not asset.source.startswith("parts:")
     if asset.source.startswith("parts:"):
         # Assembled files are verified by hash before they are renamed into place.
         return asset.size is None or path.stat().st_size == asset.size

@@ -18,7 +18,7 @@ BATCH_DISCOUNT = Decimal("0.5")
 _PER_TOKEN = Decimal(NANOS_PER_USD) / Decimal(1_000_000)  # nano-USD per token at $1 per 1M tokens
 
 
-def _dec(name: str, v: Decimal | float | int | str) -> Decimal:
+def _dec(name: str, v: Decimal | float | str) -> Decimal:
     d = Decimal(str(v)) if not isinstance(v, Decimal) else v
     if not d.is_finite() or d < 0:
         raise InvalidArgument(f"Price `{name}` must be a non-negative number, got {v!r}.", param=name)
@@ -34,7 +34,7 @@ class RateCard:
     cached_input: Decimal | None = None
 
     @classmethod
-    def of(cls, input: Decimal | float | str = 0, output: Decimal | float | str = 0,  # noqa: A002
+    def of(cls, input: Decimal | float | str = 0, output: Decimal | float | str = 0,
            cached_input: Decimal | float | str | None = None) -> RateCard:
         return cls(_dec("input", input), _dec("output", output),
                    None if cached_input is None else _dec("cached_input", cached_input))
@@ -72,6 +72,6 @@ def usd(nanos: int) -> float:
     return nanos / NANOS_PER_USD
 
 
-def nanousd(amount_usd: float | int | str | Decimal) -> int:
+def nanousd(amount_usd: float | str | Decimal) -> int:
     d = _dec("amount", amount_usd)
     return int((d * NANOS_PER_USD).to_integral_value(rounding=ROUND_HALF_EVEN))

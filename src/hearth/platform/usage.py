@@ -81,13 +81,12 @@ def insert_records(sessions: sessionmaker[Session], records: Iterable[UsageRecor
     if not rows:
         return 0
     with sessions.begin() as s:
-        dialect = s.get_bind().dialect.name
-        ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        inserted = 0
-        for i in range(0, len(rows), 500):  # stay under SQLite's bound-parameter limit
-            stmt = ins(UsageRow).values(rows[i:i + 500]).on_conflict_do_nothing(index_elements=["id"])
-            inserted += s.execute(stmt).rowcount or 0
-        return inserted
+        conn = s.connection()
+        ins = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        # Core executemany of one cached statement: no ORM bookkeeping, no per-batch SQL compile.
+        stmt = ins(UsageRow.__table__).on_conflict_do_nothing(index_elements=["id"])
+        result = conn.execute(stmt, rows)
+        return max(result.rowcount, 0)
 
 
 @dataclass(slots=True)

@@ -67,8 +67,16 @@ def _page(items: list[Any], more: bool) -> wire.ListPage[Any]:
 
 
 class AdminService:
-    def __init__(self, store: PlatformStore) -> None:
+    """``on_change`` runs after a change that can end a key's access (revoke, rotate, delete, archive):
+    the auth cache of this process is cleared so the change takes effect at once."""
+
+    def __init__(self, store: PlatformStore, on_change: Callable[[], None] | None = None) -> None:
         self.store = store
+        self._on_change = on_change
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         try:
@@ -103,7 +111,9 @@ class AdminService:
         return _project(await self._run(self.store.update_project, project_id, name=body.name))
 
     async def archive_project(self, project_id: str) -> wire.Project:
-        return _project(await self._run(self.store.archive_project, project_id))
+        archived = await self._run(self.store.archive_project, project_id)
+        self._changed()
+        return _project(archived)
 
     # ------------------------------------------------------------ project keys
 
@@ -123,6 +133,7 @@ class AdminService:
 
     async def delete_project_key(self, project_id: str, key_id: str) -> wire.Deleted:
         ok = await self._run(self.store.delete_project_key, project_id, key_id)
+        self._changed()
         self._found(ok or None, "API key", key_id)
         return wire.Deleted(object="organization.project.api_key.deleted", id=key_id)
 
@@ -146,6 +157,7 @@ class AdminService:
 
     async def delete_service_account(self, project_id: str, account_id: str) -> wire.Deleted:
         ok = await self._run(self.store.delete_service_account, project_id, account_id)
+        self._changed()
         self._found(ok or None, "service account", account_id)
         return wire.Deleted(object="organization.project.service_account.deleted", id=account_id)
 
@@ -164,6 +176,7 @@ class AdminService:
 
     async def delete_admin_key(self, key_id: str) -> wire.Deleted:
         ok = await self._run(self.store.delete_admin_key, key_id)
+        self._changed()
         self._found(ok or None, "admin API key", key_id)
         return wire.Deleted(object="organization.admin_api_key.deleted", id=key_id)
 
@@ -171,10 +184,13 @@ class AdminService:
 
     async def rotate_key(self, key_id: str, overlap_seconds: int) -> str:
         """A new secret under the same key id; the old one works `overlap_seconds` more."""
-        return await self._run(self.store.rotate, key_id, overlap_seconds)
+        secret: str = await self._run(self.store.rotate, key_id, overlap_seconds)
+        self._changed()
+        return secret
 
     async def revoke_key(self, key_id: str) -> None:
         self._found(await self._run(self.store.revoke, key_id) or None, "API key", key_id)
+        self._changed()
 
     async def default_project_id(self) -> str:
         org = await self._run(self.store.organization)

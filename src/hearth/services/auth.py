@@ -9,6 +9,7 @@ minute.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
 import time
@@ -55,7 +56,16 @@ class AuthService:
     static_key: str | None = None
     org_id: str = "org-local"
     clock: Callable[[], float] = time.time
+    # Verified keys are remembered this long (seconds), so a request costs a dict lookup instead of
+    # a database round trip. Revoking, rotating or archiving through this process clears it at once
+    # (`invalidate`); other replicas see the change within this time. 0 disables the cache.
+    cache_ttl_s: float = 5.0
     _used: set[str] = field(default_factory=set)  # key ids seen since the last flush
+    _cache: dict[bytes, tuple[Principal, float]] = field(default_factory=dict)
+
+    def invalidate(self) -> None:
+        """Forget every verified key (after a key or project changed)."""
+        self._cache.clear()
 
     @property
     def enabled(self) -> bool:
@@ -74,7 +84,18 @@ class AuthService:
                              scopes="all", owner=KeyOwner(type="user", id="user_static", name="static key"))
         principal = None
         if self.keys is not None:
-            principal = await asyncio.to_thread(self.keys.authenticate, token, int(self.clock()))
+            # The cache is keyed by a digest: the secret itself is never kept.
+            digest = hashlib.blake2b(token.encode(), digest_size=20).digest()
+            now = self.clock()
+            hit = self._cache.get(digest)
+            if hit is not None and hit[1] > now:
+                principal = hit[0]
+            else:
+                principal = await asyncio.to_thread(self.keys.authenticate, token, int(now))
+                if principal is not None and self.cache_ttl_s > 0:
+                    if len(self._cache) >= 10_000:
+                        self._cache.clear()
+                    self._cache[digest] = (principal, now + self.cache_ttl_s)
         if principal is None:
             raise AuthError(401, f"Incorrect API key provided: {_shown(token)}. You can find your API key "
                             "with `hearth keys list`.", "invalid_api_key")

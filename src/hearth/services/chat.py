@@ -27,12 +27,13 @@ from hearth.services import convert, structured
 from hearth.services.chat_output import ChoiceShaper
 from hearth.services.context import RequestContext
 from hearth.services.ids import random_id
-from hearth.services.limits import Admission, LimitsService
+from hearth.services.metering import Metering, Ticket
 from hearth.services.metrics import Metrics, RequestTimer, outcome_for_error, outcome_for_finish
 
 log = logging.getLogger("hearth.chat")
 
 ENDPOINT = "chat.completions"  # the `endpoint` label of this service's metrics
+USAGE_ENDPOINT = "completions"  # the usage API's family (/v1/organization/usage/completions)
 
 
 @dataclass(slots=True)
@@ -48,7 +49,7 @@ class PreparedChat:
     fingerprint: str
     plan: structured.StructuredPlan
     max_tokens_asked: int | None = None  # what the client asked for (None: up to the context)
-    admission: Admission | None = None  # the rate-limit reservation, settled when the request ends
+    ticket: Ticket | None = None  # rate-limit and spend reservations, settled when the request ends
 
     @property
     def prompt_tokens(self) -> int:
@@ -57,27 +58,27 @@ class PreparedChat:
 
 class ChatService:
     def __init__(self, registry: EngineRegistry, metrics: Metrics | None = None,
-                 limits: LimitsService | None = None) -> None:
+                 metering: Metering | None = None) -> None:
         self._registry = registry
         self._metrics = metrics if metrics is not None else Metrics()
-        self._limits = limits
+        self._metering = metering
         self._templates: dict[str, ChatTemplate] = {}
 
     async def admit(self, p: PreparedChat, ctx: RequestContext) -> None:
-        """Reserve the request against its project's rate limits (429 if over); settled at the end."""
-        if self._limits is None:
+        """Hold spend and reserve rate limits (429 if over); settled and recorded when it ends."""
+        if self._metering is None:
             return
         try:
-            p.admission = await self._limits.admit(ctx, p.engine.info.id, p.prompt_tokens, p.max_tokens_asked,
-                                                   len(p.requests))
+            p.ticket = await self._metering.admit(
+                ctx, USAGE_ENDPOINT, p.engine.info.id, p.prompt_tokens, max_tokens_asked=p.max_tokens_asked,
+                max_tokens_upper=p.requests[0].params.max_tokens, n=len(p.requests))
         except Exception as exc:
             self._metrics.rejected(ctx.model, ENDPOINT, exc)
             raise
 
-    async def _settle(self, p: PreparedChat, ctx: RequestContext) -> None:
-        if self._limits is not None and p.admission is not None:
-            await self._limits.settle(p.admission, p.prompt_tokens + ctx.completion_tokens)
-            p.admission = None
+    async def _settle(self, p: PreparedChat, ctx: RequestContext, status: int) -> None:
+        if self._metering is not None:
+            await self._metering.finish(p.ticket, ctx, status)
 
     def healthy(self) -> bool:
         return all(e.health() for e in self._registry.engines())
@@ -154,10 +155,16 @@ class ChatService:
         )
 
     async def complete(self, p: PreparedChat, ctx: RequestContext) -> wire.ChatCompletion:
+        status = 499  # the client left (cancelled) unless the request ends otherwise
         try:
-            return await self._complete(p, ctx)
+            result = await self._complete(p, ctx)
+            status = 200
+            return result
+        except Exception as exc:
+            status = status_of(exc)
+            raise
         finally:
-            await self._settle(p, ctx)
+            await self._settle(p, ctx, status)
 
     async def _complete(self, p: PreparedChat, ctx: RequestContext) -> wire.ChatCompletion:
         timer = self._metrics.timer(p.engine.info.id, ENDPOINT, ctx.started, len(p.requests))
@@ -212,6 +219,7 @@ class ChatService:
             )
 
         timer = self._metrics.timer(p.engine.info.id, ENDPOINT, ctx.started, len(p.requests))
+        status = 499  # the client left (GeneratorExit, cancelled) unless the stream ends otherwise
         try:
             yield chunk([
                 wire.ChunkChoice(index=i, delta=wire.ChoiceDelta(role="assistant", content=""))
@@ -252,14 +260,28 @@ class ChatService:
                     yield chunk([wire.ChunkChoice(index=i, delta=wire.ChoiceDelta(), finish_reason=reason)])  # type: ignore[arg-type]
             # Counted before the usage chunk: the generation is complete even if that last write fails.
             timer.finish(outcome_for_finish(finishes))
+            status = 200
+            # Recorded before the usage chunk and [DONE]: when the client has seen the end, the
+            # ledger holds the record.
+            await self._settle(p, ctx, status)
             if p.include_usage:
                 yield chunk([], _usage(p.prompt_tokens, completion, cached))
         except BaseException as exc:  # the client left (GeneratorExit, CancelledError) or the engine failed
             timer.finish(outcome_for_error(exc))
+            if isinstance(exc, Exception):
+                status = status_of(exc)
             raise
         finally:
             # Tokens generated so far, also for a client that left: the estimate's rest flows back.
-            await self._settle(p, ctx)
+            await self._settle(p, ctx, status)
+
+
+def status_of(exc: BaseException) -> int:
+    """The HTTP status a failed request ends with, for its usage record."""
+    if isinstance(exc, asyncio.CancelledError):
+        return 499
+    code = getattr(exc, "status", None)
+    return code if isinstance(code, int) else 500
 
 
 def _usage(prompt: int, completion: int, cached: int) -> wire.CompletionUsage:

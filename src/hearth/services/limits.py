@@ -12,8 +12,10 @@ import logging
 import math
 from dataclasses import dataclass
 
+from hearth.platform.policies import LimitOverride
 from hearth.platform.ratelimit import Decision, Limiter, Limits, Reservation, ratelimit_headers
 from hearth.services.context import RequestContext
+from hearth.services.policy import PolicyCache
 
 log = logging.getLogger("hearth.limits")
 
@@ -35,23 +37,62 @@ class Admission:
     estimate: int
 
 
-class LimitsService:
-    def __init__(self, limiter: Limiter, table: dict[str, Limits], default_completion_tokens: int = 1024) -> None:
-        self._limiter = limiter
-        self._table = table
-        self._default_completion = default_completion_tokens
+def merged(base: LimitOverride | None, override: LimitOverride | None) -> LimitOverride | None:
+    """The override's values where it sets them, the configured defaults elsewhere."""
+    if override is None:
+        return base
+    if base is None:
+        return override
+    return LimitOverride(*(o if o is not None else b for b, o in zip(
+        (base.rpm, base.tpm, base.rpd, base.tpd, base.batch_tpd),
+        (override.rpm, override.tpm, override.rpd, override.tpd, override.batch_tpd), strict=True)))
 
-    def limits_for(self, model: str) -> Limits | None:
-        return self._table.get(model) or self._table.get("*")
+
+class LimitsService:
+    """``defaults``: configured limits by model id ("*" for every model); ``policy``: per-project
+    overrides set through the admin API (``/v1/organization/projects/{id}/rate_limits``)."""
+
+    def __init__(self, limiter: Limiter, defaults: dict[str, LimitOverride], policy: PolicyCache | None = None,
+                 default_completion_tokens: int = 1024) -> None:
+        self._limiter = limiter
+        self._defaults = defaults
+        self._policy = policy
+        self._default_completion = default_completion_tokens
+        self._built: dict[tuple[str, str], tuple[object, Limits]] = {}  # (project, model) -> (version, limits)
+
+    def values_for(self, project: str, model: str) -> LimitOverride | None:
+        base = self._defaults.get(model) or self._defaults.get("*")
+        snap = self._policy.current() if self._policy is not None else None
+        return merged(base, snap.overrides.get((project, model)) if snap is not None else None)
+
+    def limits_for(self, project: str, model: str) -> Limits:
+        """The online limits (RPM, TPM, RPD, TPD) of a project for a model; rebuilt only when the
+        policy snapshot changes, since this runs on every request."""
+        version = self._policy.current() if self._policy is not None else None
+        hit = self._built.get((project, model))
+        if hit is not None and hit[0] is version:
+            return hit[1]
+        v = self.values_for(project, model)
+        limits = Limits.openai(rpm=v.rpm, tpm=v.tpm, rpd=v.rpd, tpd=v.tpd) if v is not None else Limits()
+        if len(self._built) > 10_000:
+            self._built.clear()
+        self._built[(project, model)] = (version, limits)
+        return limits
+
+    def batch_limits_for(self, project: str, model: str) -> Limits:
+        """The batch queue's input tokens per day (OpenAI's ``batch_1_day_max_input_tokens``), for the
+        batch API: enqueued input tokens reserve against it under the scope ``<project>|<model>|batch``."""
+        v = self.values_for(project, model)
+        return Limits.openai(tpd=v.batch_tpd) if v is not None and v.batch_tpd is not None else Limits()
 
     async def admit(self, ctx: RequestContext, model: str, prompt_tokens: int, max_tokens: int | None,
                     n: int) -> Admission | None:
-        limits = self.limits_for(model)
+        project = ctx.tenant or "anonymous"
+        limits = self.limits_for(project, model)
         if not limits:
             return None
         completion = max_tokens if max_tokens is not None else self._default_completion
         estimate = prompt_tokens + completion * n
-        project = ctx.tenant or "anonymous"
         d = await self._limiter.reserve(f"{project}|{model}", limits, 1, estimate)
         headers = ratelimit_headers(d)
         ctx.response_headers.update(headers)
