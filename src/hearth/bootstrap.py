@@ -53,11 +53,12 @@ class Runtime:
         return out
 
     async def close(self) -> None:
-        """Flush the usage ledger and close the limiter connections (at shutdown)."""
+        """Flush the usage ledger, close the limiter connections and the embedders (at shutdown)."""
         m = self.container.metering
         if m.ledger is not None:
             await asyncio.to_thread(m.ledger.close)
         await m.close()
+        self.container.embeddings.close()
 
 
 def models_dir(settings: Settings) -> Path:
@@ -259,11 +260,13 @@ def build_metering(settings: Settings, store: PlatformStore | None) -> Metering:
                     policy=policy)
 
 
-def build_usage(metering: Metering, registry: EngineRegistry, org_id: str) -> UsageService | None:
+def build_usage(metering: Metering, registry: EngineRegistry, embedding_models: list[str],
+                org_id: str) -> UsageService | None:
     policy = metering.policy
     if policy is None or policy.store is None:
         return None
-    return UsageService(metering, policy.store, lambda: [e.info.id for e in registry.engines()], org_id)
+    return UsageService(metering, policy.store, lambda: [e.info.id for e in registry.engines()] + embedding_models,
+                        org_id)
 
 
 def build_runtime(settings: Settings, progress: assets.Progress | None = None,
@@ -302,7 +305,7 @@ def build_runtime(settings: Settings, progress: assets.Progress | None = None,
         admin=AdminService(store, on_change=auth.invalidate) if store is not None else None,
         metrics=metrics,
         metering=metering,
-        usage=build_usage(metering, registry, org.id) if org is not None else None,
+        usage=build_usage(metering, registry, embeddings.models(), org.id) if org is not None else None,
         embeddings=embeddings,
     )
     return Runtime(registry=registry, container=container, admin_key=admin_key,

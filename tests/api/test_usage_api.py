@@ -246,3 +246,28 @@ async def test_spend_limit_holds_under_64_concurrent_requests(pf: Pf) -> None:
     sl = await pf.ok("GET", f"/projects/{pf.project}/spend_limit")
     assert sl["held_usd"] == 0
     assert sl["spent_this_month_usd"] * 1e9 <= cap + 1
+
+
+async def test_embeddings_are_recorded_and_priced(tmp_path: Path) -> None:
+    from hearth.engine.embedding import FakeEmbedder
+
+    app = make_app(FakeEngine("m", context_length=512), tmp_path, with_platform=True,
+                   embedders=[FakeEmbedder("emb")], prices={"emb": {"input": 1}})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hearth.test") as c:
+        pf = Pf(app, c, app.state.runtime.registry.engines()[0])
+        t0 = int(time.time()) - 5
+        r = await c.post("/v1/embeddings", json={"model": "emb", "input": ["one two three", "four"]},
+                         headers=pf.h(pf.key))
+        assert r.status_code == 200, r.text
+        tokens = r.json()["usage"]["prompt_tokens"]
+        page = await pf.ok("GET", "/usage/embeddings", params={"start_time": t0, "group_by": "model"})
+        (res,) = page["data"][0]["results"]
+        assert res == {"object": "organization.usage.embeddings.result", "input_tokens": tokens,
+                       "num_model_requests": 1, "project_id": None, "user_id": None, "api_key_id": None,
+                       "model": "emb"}
+        chat = await pf.ok("GET", "/usage/completions", params={"start_time": t0})
+        assert chat["data"][0]["results"] == []
+        costs = await pf.ok("GET", "/costs", params={"start_time": t0})
+        assert costs["data"][0]["results"][0]["amount"]["value"] == pytest.approx(tokens * 1000 / 1e9)
+        rl = await pf.ok("GET", f"/projects/{pf.project}/rate_limits")
+        assert [x["model"] for x in rl["data"]] == ["emb", "m"]
