@@ -16,9 +16,10 @@ import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from hearth.engine.backends.llamacpp import LlamaCppConfig, LlamaCppEngine  # noqa: E402
-from hearth.engine.types import GenerationRequest, SamplingParams  # noqa: E402
-from structured import model_path  # noqa: E402
+from structured import model_path
+
+from hearth.engine.backends.llamacpp import LlamaCppConfig, LlamaCppEngine
+from hearth.engine.types import GenerationRequest, SamplingParams
 
 TOPICS = ["the sea", "a robot", "bread", "winter", "a library", "trains", "music", "a garden", "mountains",
           "the moon", "a cat", "coffee", "rivers", "a city at night", "chess", "rain"]
@@ -62,7 +63,7 @@ async def main() -> None:
         kind = "seeded, temperature 0.9" if seeded else "greedy"
         for invariant in (False, True):
             differ, rate = await measure(invariant, args.tokens, seeded)
-            print(f"  {kind:24s} batch_invariant={str(invariant):5s}  differ {differ:2d}/16   "
+            print(f"  {kind:24s} batch_invariant={invariant!s:5s}  differ {differ:2d}/16   "
                   f"batched throughput {rate:6.1f} tok/s")
 
 

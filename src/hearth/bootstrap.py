@@ -16,6 +16,7 @@ from hearth.config import ModelSpec, Settings
 from hearth.engine import assets, memory
 from hearth.engine.embedding import Embedder
 from hearth.engine.interface import Engine
+from hearth.engine.moderation import Moderator
 from hearth.engine.registry import EngineRegistry
 from hearth.platform.policies import LimitOverride
 from hearth.platform.store import PlatformStore
@@ -28,6 +29,7 @@ from hearth.services.limits import LimitsService
 from hearth.services.metering import Metering
 from hearth.services.metrics import Metrics
 from hearth.services.models import ModelsService
+from hearth.services.moderations import ModerationsService
 from hearth.services.policy import PolicyCache
 from hearth.services.usage import UsageService
 
@@ -59,6 +61,7 @@ class Runtime:
             await asyncio.to_thread(m.ledger.close)
         await m.close()
         self.container.embeddings.close()
+        self.container.moderations.close()
 
 
 def models_dir(settings: Settings) -> Path:
@@ -269,6 +272,24 @@ def build_usage(metering: Metering, registry: EngineRegistry, embedding_models: 
                         org_id)
 
 
+def build_moderator(settings: Settings) -> Moderator | None:
+    """The /v1/moderations classifier; it loads its models on the first request, not here."""
+    m = settings.moderation
+    if not m.enabled:
+        return None
+    if m.backend == "fake":
+        from hearth.engine.moderation import FakeModerator
+
+        return FakeModerator()
+    from hearth.engine.embedding import load_default_embedder
+    from hearth.engine.moderation import NetworkModerator
+    from hearth.engine.moderation.features import Featurizer
+
+    cache, threads = models_dir(settings), settings.engine.embedding_threads
+    featurizer = Featurizer(lambda: load_default_embedder(cache_dir=cache, threads=threads))
+    return NetworkModerator(m.weights, thresholds=m.thresholds, featurizer=featurizer)
+
+
 def build_runtime(settings: Settings, progress: assets.Progress | None = None,
                   engines: list[Engine] | None = None, *, with_platform: bool = True,
                   embedders: list[Embedder] | None = None) -> Runtime:
@@ -297,16 +318,20 @@ def build_runtime(settings: Settings, progress: assets.Progress | None = None,
                        org_id=org.id if org is not None else "org-local")
     metering = build_metering(settings, store)
     embeddings = EmbeddingsService(embedders, settings.aliases, metrics, metering=metering)
+    moderations = ModerationsService(build_moderator(settings), metrics, metering=metering)
     container = Container(
         chat=ChatService(registry, metrics, metering=metering),
-        models=ModelsService(registry, created=int(time.time()), embedding_models=embeddings.models(),
-                             embedding_aliases=embeddings.aliases()),
+        models=ModelsService(registry, created=int(time.time()),
+                             embedding_models=embeddings.models() + moderations.models(),
+                             embedding_aliases={**embeddings.aliases(), **moderations.aliases()}),
         auth=auth,
         admin=AdminService(store, on_change=auth.invalidate) if store is not None else None,
         metrics=metrics,
         metering=metering,
-        usage=build_usage(metering, registry, embeddings.models(), org.id) if org is not None else None,
+        usage=build_usage(metering, registry, embeddings.models() + moderations.models(), org.id)
+        if org is not None else None,
         embeddings=embeddings,
+        moderations=moderations,
     )
     return Runtime(registry=registry, container=container, admin_key=admin_key,
                    admin_key_file=admin_key_path(settings) if store is not None else None)

@@ -33,6 +33,15 @@ def _platform_commands() -> None:
 
 
 _platform_commands()
+
+
+def _moderation_commands() -> None:
+    from hearth.cli_moderation import moderation_app
+
+    app.add_typer(moderation_app, name="moderation")
+
+
+_moderation_commands()
 err = Console(stderr=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML or YAML settings file")]

@@ -157,6 +157,26 @@ class UsageSettings(BaseModel):
     fsync: bool = False
 
 
+class ModerationSettings(BaseModel):
+    """/v1/moderations: the text classifier shipped in the package, or a keyword fake for tests."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    backend: Literal["classifier", "fake"] = "classifier"
+    # Per-category thresholds in (0, 1] overriding the trained defaults, e.g. {"violence": 0.6};
+    # a category is flagged when its score is at least its threshold.
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    # Weights written by `hearth moderation train --out`; default: the ones shipped in the package.
+    weights: Path | None = None
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known_categories(cls, v: dict[str, float]) -> dict[str, float]:
+        from hearth.engine.moderation.classifier import check_thresholds
+
+        return check_thresholds(v)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HEARTH_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -190,6 +210,7 @@ class Settings(BaseSettings):
     # name -> model id, e.g. {"gpt-4o-mini": "qwen2.5-coder-0.5b-instruct"}
     aliases: dict[str, str] = Field(default_factory=dict)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    moderation: ModerationSettings = Field(default_factory=ModerationSettings)
 
     def database(self) -> str:
         if self.database_url is not None:

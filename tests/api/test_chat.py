@@ -757,7 +757,10 @@ async def test_models(client: httpx.AsyncClient) -> None:
     d = r.json()
     assert d["object"] == "list"
     ids = [m["id"] for m in d["data"]]
-    assert ids == ["fake-model", "gpt-4o-mini"]
+    # Chat models, then the moderation classifier, then aliases (the configured one, OpenAI's
+    # moderation model names).
+    assert ids == ["fake-model", "hearth-moderation-1", "gpt-4o-mini", "omni-moderation-latest",
+                   "omni-moderation-2024-09-26", "text-moderation-latest", "text-moderation-stable"]
     for m in d["data"]:
         assert set(m) == {"id", "object", "created", "owned_by"}
         assert m["object"] == "model" and isinstance(m["created"], int)

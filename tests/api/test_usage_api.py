@@ -161,8 +161,9 @@ async def test_project_rate_limit_overrides(pf: Pf) -> None:
     other_key = pf.store.create_project_key(other, "k").secret
     page = await pf.ok("GET", f"/projects/{pf.project}/rate_limits")
     assert page["object"] == "list"
-    (rl,) = page["data"]
-    assert rl["object"] == "project.rate_limit" and rl["id"] == "rl-m" and rl["model"] == "m"
+    rl = next(x for x in page["data"] if x["model"] == "m")
+    assert rl["object"] == "project.rate_limit" and rl["id"] == "rl-m"
+    assert [x["id"] for x in page["data"]] == ["rl-hearth-moderation-1", "rl-m"]
     assert rl["max_requests_per_1_minute"] is None  # nothing configured: unlimited
     assert (await pf.chat()).status_code == 200
     assert "x-ratelimit-limit-requests" not in (await pf.chat()).headers
@@ -177,7 +178,8 @@ async def test_project_rate_limit_overrides(pf: Pf) -> None:
     # Setting one field keeps the others; listing shows the override.
     rl = await pf.ok("POST", f"/projects/{pf.project}/rate_limits/rl-m", json={"max_tokens_per_1_minute": 5000})
     assert (rl["max_requests_per_1_minute"], rl["max_tokens_per_1_minute"]) == (2, 5000)
-    assert (await pf.ok("GET", f"/projects/{pf.project}/rate_limits"))["data"][0]["max_tokens_per_1_minute"] == 5000
+    listed = (await pf.ok("GET", f"/projects/{pf.project}/rate_limits"))["data"]
+    assert next(x for x in listed if x["model"] == "m")["max_tokens_per_1_minute"] == 5000
     # Errors in OpenAI's envelope.
     err(await pf.c.get(ORG + "/projects/proj_missing/rate_limits", headers=pf.h()), 404)
     err(await pf.c.post(ORG + f"/projects/{pf.project}/rate_limits/rl-nope", json={}, headers=pf.h()), 404)
@@ -270,4 +272,18 @@ async def test_embeddings_are_recorded_and_priced(tmp_path: Path) -> None:
         costs = await pf.ok("GET", "/costs", params={"start_time": t0})
         assert costs["data"][0]["results"][0]["amount"]["value"] == pytest.approx(tokens * 1000 / 1e9)
         rl = await pf.ok("GET", f"/projects/{pf.project}/rate_limits")
-        assert [x["model"] for x in rl["data"]] == ["emb", "m"]
+        assert [x["model"] for x in rl["data"]] == ["emb", "hearth-moderation-1", "m"]
+
+
+async def test_moderations_are_recorded_with_their_token_counts(tmp_path: Path) -> None:
+    app = make_app(FakeEngine("m", context_length=512), tmp_path, with_platform=True,
+                   moderation={"backend": "fake"})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hearth.test") as c:
+        pf = Pf(app, c, app.state.runtime.registry.engines()[0])
+        t0 = int(time.time()) - 5
+        r = await c.post("/v1/moderations", json={"input": ["one two three", "four five"]}, headers=pf.h(pf.key))
+        assert r.status_code == 200, r.text
+        page = await pf.ok("GET", "/usage/moderations", params={"start_time": t0, "group_by": ["model"]})
+        (res,) = page["data"][0]["results"]
+        assert res["object"] == "organization.usage.moderations.result"
+        assert (res["input_tokens"], res["num_model_requests"], res["model"]) == (5, 1, "fake-moderation")

@@ -140,7 +140,9 @@ async def test_raw_response_headers(sdk: AsyncOpenAI) -> None:
 
 async def test_models(sdk: AsyncOpenAI) -> None:
     page = await sdk.models.list()
-    assert [m.id for m in page.data] == ["fake-model", "gpt-4o-mini"]
+    ids = [m.id for m in page.data]
+    assert ids[:2] == ["fake-model", "hearth-moderation-1"] and "gpt-4o-mini" in ids
+    assert "omni-moderation-latest" in ids
     assert all(isinstance(m, Model) and m.object == "model" for m in page.data)
     m = await sdk.models.retrieve("fake-model")
     assert isinstance(m, Model) and m.id == "fake-model" and m.owned_by

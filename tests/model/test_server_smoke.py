@@ -36,7 +36,11 @@ def _check_pair(url: str, model: str) -> None:
 def test_smollm2_end_to_end(smollm: str) -> None:
     _check_pair(smollm, "smollm2-135m-instruct")
     models = [m.id for m in _client(smollm).models.list()]
-    assert models == ["smollm2-135m-instruct", "all-minilm-l6-v2"]  # the embedding model is served by default
+    # The embedding model and the moderation classifier are served by default (then the aliases).
+    assert models[:3] == ["smollm2-135m-instruct", "all-minilm-l6-v2", "hearth-moderation-1"]
+    assert "omni-moderation-latest" in models
+    mod = _client(smollm).moderations.create(input=["Have a lovely day!", "I am going to kill you tonight."])
+    assert [r.flagged for r in mod.results] == [False, True] and mod.id.startswith("modr-")
     e = _client(smollm).embeddings.create(model="all-minilm-l6-v2", input=["A man is eating food.",
                                                                         "A man is eating a piece of bread."])
     a, b = (d.embedding for d in e.data)

@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hearth.api.deps import Container
 from hearth.api.errors import ApiError, envelope, map_exception, validation_envelope
 from hearth.api.middleware import EdgeMiddleware
-from hearth.api.routes import admin, chat, embeddings, health, metrics, models, usage
+from hearth.api.routes import admin, chat, embeddings, health, metrics, models, moderations, usage
 from hearth.engine.errors import EngineError
 from hearth.protocol.errors import InvalidRequest
 from hearth.services.admin import NotFoundError
@@ -26,8 +26,8 @@ def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> JSO
 def create_app(container: Container, *, max_body_bytes: int = 16 * 1024 * 1024) -> FastAPI:
     app = FastAPI(title="hearth", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.state.container = container
-    for r in (chat.router, embeddings.router, models.router, admin.router, usage.router, health.router,
-              metrics.router):
+    for r in (chat.router, embeddings.router, moderations.router, models.router, admin.router, usage.router,
+              health.router, metrics.router):
         app.include_router(r)
 
     @app.exception_handler(StarletteHTTPException)

@@ -17,6 +17,7 @@ from hearth.services.embeddings import EmbeddingsService
 from hearth.services.metering import Metering
 from hearth.services.metrics import Metrics
 from hearth.services.models import ModelsService
+from hearth.services.moderations import ModerationsService
 from hearth.services.usage import UsageService
 
 
@@ -35,6 +36,8 @@ class Container:
     usage: UsageService | None = None  # None without a database
     # Always present; with no embedding models it answers 404 model_not_found for every model.
     embeddings: EmbeddingsService = field(default_factory=lambda: EmbeddingsService(()))
+    # Always present; with no classifier it answers 404 model_not_found for every model.
+    moderations: ModerationsService = field(default_factory=lambda: ModerationsService(None))
 
 
 async def _container(request: Request) -> Container:

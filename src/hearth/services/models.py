@@ -10,8 +10,8 @@ from hearth.protocol.models import Model, ModelList
 
 
 class ModelsService:
-    """`embedding_models` and `embedding_aliases`: what the embeddings endpoint serves, listed
-    after the chat models."""
+    """`embedding_models` and `embedding_aliases`: what the embeddings and moderations endpoints
+    serve, listed after the chat models."""
 
     def __init__(self, registry: EngineRegistry, created: int, embedding_models: Sequence[str] = (),
                  embedding_aliases: Mapping[str, str] | None = None) -> None:
