@@ -151,26 +151,36 @@ def bodies() -> dict[str, dict[str, Any]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
+    ap.add_argument("--quick", action="store_true", help="fewer requests and rounds (a smoke run)")
+    ap.add_argument("--rounds", type=int, default=4, help="rounds per workload, alternating the order")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     scale = 0.2 if args.quick else 1.0
-    plan = [("non-stream", 1, 1000), ("non-stream", 16, 2000), ("stream-16", 1, 500), ("stream-256", 1, 150)]
-    results: dict[str, dict[str, dict[str, float]]] = {}
+    rounds = 1 if args.quick else args.rounds
+    plan = [("non-stream", 1, 1500), ("non-stream", 16, 2000), ("stream-16", 1, 500), ("stream-256", 1, 150)]
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, platform in (("bare", False), ("full", True)):
-            data = Path(tmp) / name
-            data.mkdir()
-            s = start(name, data, platform)
-            try:
-                for wl, conc, n in plan:
-                    r = asyncio.run(workload(s, bodies()[wl], max(20, int(n * scale)), conc))
-                    results.setdefault(f"{wl} c{conc}", {})[name] = r
-                    print(f"{name:5s} {wl:11s} c{conc:<3d} p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  "
-                          f"{r['rps']:8.1f} req/s  server CPU {r['cpu_ms_per_req']:6.2f} ms/req", flush=True)
-            finally:
+        # Both servers run side by side; the one not being measured sits idle (no CPU).
+        servers = {}
+        try:
+            for name, platform in (("bare", False), ("full", True)):
+                data = Path(tmp) / name
+                data.mkdir()
+                servers[name] = start(name, data, platform)
+            for wl, conc, n in plan:
+                for rnd in range(rounds):
+                    for name in ("bare", "full") if rnd % 2 == 0 else ("full", "bare"):
+                        r = asyncio.run(workload(servers[name], bodies()[wl], max(20, int(n * scale)), conc))
+                        runs.setdefault(f"{wl} c{conc}", {}).setdefault(name, []).append(r)
+                        print(f"{name:5s} {wl:11s} c{conc:<3d} p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  "
+                              f"{r['rps']:8.1f} req/s  server CPU {r['cpu_ms_per_req']:6.2f} ms/req", flush=True)
+        finally:
+            for s in servers.values():
                 stop(s)
-    print("\nplatform on (auth + rate limits + spend limit + usage ledger) vs off, same fake engine:")
+    results = {wl: {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in pair.items()}
+               for wl, pair in runs.items()}
+    print(f"\nplatform on (auth + rate limits + spend limit + usage ledger) vs off, same fake engine; "
+          f"medians of {rounds} alternating round(s):")
     print(f"{'workload':18s} {'added p50 ms':>12s} {'CPU ms/req off':>15s} {'CPU ms/req on':>14s} "
           f"{'added CPU ms':>13s} {'req/s off':>10s} {'req/s on':>9s}")
     for wl, pair in results.items():
@@ -182,7 +192,7 @@ def main() -> None:
         per_chunk = (s256[name]["cpu_ms_per_req"] - s16[name]["cpu_ms_per_req"]) / 240
         print(f"CPU per extra stream chunk ({name}): {per_chunk:.4f} ms")
     if args.out:
-        args.out.write_text(json.dumps(results, indent=2))
+        args.out.write_text(json.dumps({"medians": results, "runs": runs}, indent=2))
 
 
 if __name__ == "__main__":
