@@ -74,3 +74,45 @@ def test_postgres_upgrade_creates_tables_and_is_idempotent(db_url: str) -> None:
         assert current_revision(engine) == head_revision()
     finally:
         engine.dispose()
+
+
+def test_postgres_usage_ledger_queries_and_policies(db_url: str, tmp_path: Path) -> None:
+    """The ledger's idempotent inserts, the bucketed GROUP BY and the policy tables on PostgreSQL."""
+    from hearth.platform.db import make_sessionmaker
+    from hearth.platform.keys import load_or_create_server_secret
+    from hearth.platform.policies import PolicyStore
+    from hearth.platform.store import PlatformStore
+    from hearth.platform.usage import UsageLedger, UsageRecord, insert_records
+    from hearth.platform.usage_queries import UsageQuery, aggregate, spend_since
+
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    try:
+        sessions = make_sessionmaker(engine)
+        store = PlatformStore(sessions, load_or_create_server_secret(tmp_path / "secret"))
+        store.bootstrap(tmp_path / "admin-key.txt")
+        project = store.organization().default_project_id
+        t0 = 1_700_000_000
+        ledger = UsageLedger(sessions, tmp_path / "wal")
+        ledger.open()
+        for i in range(5):
+            ledger.record(UsageRecord(id=f"r{i}", created_at=t0 + 40 * i, endpoint="completions",
+                                      model="a" if i % 2 else "b", project_id=project, input_tokens=10,
+                                      output_tokens=i, cost_nanousd=100))
+        assert ledger.flush() == 5
+        ledger.close()
+        assert insert_records(sessions, [UsageRecord(id="r0", created_at=t0, endpoint="completions", model="b")]) == 0
+        q = UsageQuery(start=t0, end=t0 + 240, width=60, endpoints=("completions",), group_by=("model",))
+        got = [(g.bucket_start - t0, g.keys["model"], g.requests, g.output_tokens) for g in aggregate(sessions, q)]
+        assert got == [(0, "a", 1, 1), (0, "b", 1, 0), (60, "b", 1, 2), (120, "a", 1, 3), (120, "b", 1, 4)]
+        assert spend_since(sessions, t0, [project]) == 500
+        policies = PolicyStore(sessions)
+        policies.set_override(project, "a", {"rpm": 7})
+        policies.set_override(project, "a", {"tpm": 9000})
+        policies.set_spend_limit(project, 5_000_000_000, project=True)
+        snap = policies.snapshot()
+        o = snap.overrides[(project, "a")]
+        assert (o.rpm, o.tpm, o.rpd) == (7, 9000, None)
+        assert snap.spend_limits == {project: 5_000_000_000}
+    finally:
+        engine.dispose()
