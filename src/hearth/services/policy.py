@@ -8,7 +8,6 @@ take effect within that time; changes made through this one, at once).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from hearth.platform.policies import PolicySnapshot, PolicyStore
@@ -37,5 +36,7 @@ class PolicyCache:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self._refresh_s)
-            with contextlib.suppress(Exception):
+            try:
                 await self.reload()
+            except Exception:  # a database hiccup: keep the last snapshot, try again next time
+                log.warning("could not reload rate-limit overrides and spend limits", exc_info=True)
