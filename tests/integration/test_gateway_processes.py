@@ -125,3 +125,66 @@ def test_two_processes_sharing_redis_admit_64_concurrent_requests_exactly_10(tmp
 
         codes = asyncio.run(run())
     assert codes.count(200) == 10 and codes.count(429) == 54, codes
+
+
+def _postgres_schema_url() -> str | None:
+    try:
+        from sqlalchemy import create_engine, text
+
+        url = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        engine = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+        schema = f"hearth_spend_{uuid.uuid4().hex[:8]}"
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        engine.dispose()
+        return f"{url}?options=-csearch_path%3D{schema}"
+    except Exception:  # noqa: BLE001
+        return None
+
+
+@pytest.mark.skipif(not _redis_up(), reason="Redis is not running on 127.0.0.1:6379")
+def test_two_processes_sharing_postgres_and_redis_never_overspend(tmp_path: Path) -> None:
+    """A project's spend limit holds across two replicas: holds and spend live in Redis, the limit
+    and the ledger in one PostgreSQL database."""
+    db = _postgres_schema_url()
+    if db is None:
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    model = f"m-{uuid.uuid4().hex[:8]}"
+    env = {"HEARTH_DATABASE_URL": db, "HEARTH_REDIS_URL": "redis://127.0.0.1:6379/0",
+           "HEARTH_PRICES": json.dumps({"*": {"input": 1, "output": 2}}),  # 1000 / 2000 nano-USD per token
+           "HEARTH_MODELS": json.dumps([{"id": model, "source": "/unused.gguf"}]), "HEARTH_SERVE": json.dumps([model]),
+           "HEARTH_ENGINE__FAKE_REPLY_TOKENS": "8"}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with hearth(tmp_path / "a", **env) as (_, url_a):
+        admin = (tmp_path / "a" / "admin-key.txt").read_text().strip()
+        ah = {"Authorization": f"Bearer {admin}"}
+        pid = httpx.get(f"{url_a}/v1/organization/projects", headers=ah).json()["data"][0]["id"]
+        key = httpx.post(f"{url_a}/v1/organization/projects/{pid}/api_keys", json={"name": "k"},
+                         headers=ah).json()["value"]
+        body = {"model": model, "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 8}
+        probe = httpx.post(f"{url_a}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"})
+        usage = probe.json()["usage"]
+        worst = usage["prompt_tokens"] * 1000 + 8 * 2000
+        spent0 = usage["prompt_tokens"] * 1000 + usage["completion_tokens"] * 2000
+        cap = spent0 + 12 * worst + worst // 2
+        r = httpx.post(f"{url_a}/v1/organization/projects/{pid}/spend_limit", json={"monthly_limit_usd": cap / 1e9},
+                       headers=ah)
+        assert r.status_code == 200, r.text
+        # Replicas verify each other's keys with the same HMAC secret (see the README).
+        (tmp_path / "b" / "server-secret").write_bytes((tmp_path / "a" / "server-secret").read_bytes())
+        with hearth(tmp_path / "b", **env) as (_, url_b):  # starts after the limit: loads it at once
+
+            async def run() -> list[int]:
+                h = {"Authorization": f"Bearer {key}"}
+                async with httpx.AsyncClient(timeout=20) as c:
+                    rs = await asyncio.gather(*(c.post(f"{url_a if i % 2 else url_b}/v1/chat/completions", json=body,
+                                                       headers=h) for i in range(64)))
+                return [x.status_code for x in rs]
+
+            codes = asyncio.run(run())
+            spent = httpx.get(f"{url_b}/v1/organization/projects/{pid}/spend_limit", headers=ah).json()
+    assert set(codes) <= {200, 429} and 12 <= codes.count(200) < 64, codes
+    assert spent["held_usd"] == 0
+    assert spent["spent_this_month_usd"] * 1e9 <= cap + 1
+    assert spent["spent_this_month_usd"] * 1e9 >= spent0 + 12 * (usage["prompt_tokens"] * 1000 + 8 * 2000) - 1
