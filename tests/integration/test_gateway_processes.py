@@ -127,28 +127,36 @@ def test_two_processes_sharing_redis_admit_64_concurrent_requests_exactly_10(tmp
     assert codes.count(200) == 10 and codes.count(429) == 54, codes
 
 
-def _postgres_schema_url() -> str | None:
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def _pg(sql: str) -> bool:
     try:
         from sqlalchemy import create_engine, text
 
-        url = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-        engine = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-        schema = f"hearth_spend_{uuid.uuid4().hex[:8]}"
+        engine = create_engine(PG_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
         with engine.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+            conn.execute(text(sql))
         engine.dispose()
-        return f"{url}?options=-csearch_path%3D{schema}"
-    except Exception:  # noqa: BLE001
-        return None
+        return True
+    except Exception:  # noqa: BLE001 - no server: the caller skips
+        return False
+
+
+@pytest.fixture
+def pg_schema_url() -> Iterator[str]:
+    schema = f"hearth_spend_{uuid.uuid4().hex[:8]}"
+    if not _pg(f'CREATE SCHEMA "{schema}"'):
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    _pg(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @pytest.mark.skipif(not _redis_up(), reason="Redis is not running on 127.0.0.1:6379")
-def test_two_processes_sharing_postgres_and_redis_never_overspend(tmp_path: Path) -> None:
+def test_two_processes_sharing_postgres_and_redis_never_overspend(tmp_path: Path, pg_schema_url: str) -> None:
     """A project's spend limit holds across two replicas: holds and spend live in Redis, the limit
     and the ledger in one PostgreSQL database."""
-    db = _postgres_schema_url()
-    if db is None:
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    db = pg_schema_url
     model = f"m-{uuid.uuid4().hex[:8]}"
     env = {"HEARTH_DATABASE_URL": db, "HEARTH_REDIS_URL": "redis://127.0.0.1:6379/0",
            "HEARTH_PRICES": json.dumps({"*": {"input": 1, "output": 2}}),  # 1000 / 2000 nano-USD per token
