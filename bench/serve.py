@@ -41,7 +41,7 @@ DEFAULT_HEARTH_CMD = "{hearth} serve --host {host} --port {port} --model {model}
 DEFAULT_LLAMA_CMD = (
     "{llama_server} -m {model} --host {host} --port {port} -t {threads} -c {ctx} -np {parallel}"
 )
-ALL_WORKLOADS = ("single", "c4", "c16", "shared-prefix")
+ALL_WORKLOADS = ("single", "c4", "c16", "shared-prefix", "shared-prefix-warm")
 
 HOST = "127.0.0.1"
 
@@ -578,9 +578,15 @@ def build_jobs(workload: str, args: argparse.Namespace, rep: int) -> list[dict[s
             for i in range(args.requests_per_stream * n)
         ]
         return [{"name": workload, "concurrency": n, "jobs": jobs}]
-    if workload == "shared-prefix":
+    if workload in ("shared-prefix", "shared-prefix-warm"):
         sys_prompt = shared_system_prompt(args.prefix_rules)
         n = args.shared_concurrency
+        # "-warm": the common system prompt has been seen before, as a deployed app's system prompt
+        # always has: one unmeasured request with it (and a user turn no measured job uses) first.
+        warm = [{"name": "warm-prefix", "concurrency": 1, "jobs": [(
+            [{"role": "system", "content": sys_prompt}, {"role": "user", "content": shared_user_turn(base + 10_000)}],
+            8,
+        )]}] if workload.endswith("-warm") else []
         jobs = [
             (
                 [
@@ -591,7 +597,7 @@ def build_jobs(workload: str, args: argparse.Namespace, rep: int) -> list[dict[s
             )
             for i in range(args.requests_per_stream * n)
         ]
-        return [{"name": workload, "concurrency": n, "jobs": jobs}]
+        return [*warm, {"name": workload, "concurrency": n, "jobs": jobs}]
     raise ValueError(f"unknown workload {workload!r}")
 
 

@@ -42,16 +42,24 @@ class ContextConfig:
     flash_attn: str = "auto"
 
 
+def _extra_buffers_safe() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return "amx_tile" not in f.read()
+    except OSError:
+        return False  # unknown CPU: the layout known to work everywhere
+
+
 class LlamaModel:
     """A loaded GGUF model, its vocabulary and one context whose KV cache all sequences share."""
 
     def __init__(self, path: str, cfg: ContextConfig) -> None:
         _backend_init()
         mp = L.llama_model_default_params()
-        # No extra weight buffers (AMX tiles, repacked layouts): on CPUs with AMX, llama.cpp's AMX
-        # matmul crashes (SIGSEGV in ggml_backend_amx_mul_mat) on batched decodes; measured here,
-        # plain buffers decode Qwen 0.5B single-stream at the same speed (23 tok/s on 2 threads).
-        mp.use_extra_bufts = False
+        # Extra weight buffers are llama.cpp's repacked layouts (faster batched matmuls: prompts and
+        # batched decode) and, on CPUs with AMX, AMX tiles. The AMX matmul crashes (SIGSEGV in
+        # ggml_backend_amx_mul_mat) on batched decodes, so they stay off where the CPU has AMX.
+        mp.use_extra_bufts = _extra_buffers_safe()
         self.model = L.llama_model_load_from_file(path.encode(), mp)
         if not self.model:
             raise EngineDead(f"llama.cpp could not load the model file {path}")
