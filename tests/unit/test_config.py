@@ -193,3 +193,14 @@ def test_unknown_nested_env_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HEARTH_ENGINE__N_THREAD", "4")  # typo of N_THREADS
     with pytest.raises(ConfigError):
         load_settings()
+
+
+def test_the_readme_configuration_example_loads(tmp_path: Path) -> None:
+    """The TOML example in the README is valid configuration (extra="forbid" catches a stale key)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("# hearth.toml")
+    example = tmp_path / "hearth.toml"
+    example.write_text(readme[start:readme.index("```", start)])
+    s = load_settings(example)
+    assert s.rate_limits["*"].rpm == 600 and s.prices["*"].output == 0.6
+    assert s.moderation.thresholds == {"violence": 0.6} and s.embedding_models == ["all-minilm-l6-v2"]
