@@ -148,6 +148,7 @@ async def _serve(settings: Settings, runtime: object) -> None:
 
     assert isinstance(runtime, Runtime)
     await runtime.registry.start()
+    runtime.container.moderations.warm()
     app_ = create_app(runtime.container, max_body_bytes=settings.max_body_bytes)
     cfg = uvicorn.Config(app_, host=settings.host, port=settings.port, log_config=None, access_log=False,
                          lifespan="off", loop="none", http="httptools", timeout_graceful_shutdown=5)

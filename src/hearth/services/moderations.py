@@ -99,8 +99,22 @@ class ModerationsService:
         return wire.ModerationCreateResponse(id=random_id("modr-"), model=moderator.model_id,
                                              results=[to_wire(v) for v in verdicts])
 
+    def warm(self) -> None:
+        """Load the classifier's models in the background (its own worker thread), so the first
+        request does not wait ~2 s for them; requests that arrive meanwhile queue behind it."""
+        m = self._moderator
+        if m is not None:
+            self._executor.submit(_warm, m)
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _warm(m: Moderator) -> None:
+    try:
+        m.classify(["warm-up"])
+    except Exception:  # the first real request reports the failure properly
+        log.warning("moderation classifier failed to load at start", exc_info=True)
 
 
 def texts_of(inp: str | list[str] | list[wire.ModerationPart]) -> list[str]:
