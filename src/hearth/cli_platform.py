@@ -26,16 +26,20 @@ err = Console(stderr=True)
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML or YAML settings file")]
 
 
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        err.print(f"[red]invalid configuration:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
 def _run(config: Path | None, job: Callable[[Any], Awaitable[T]]) -> T:
     from hearth import bootstrap
     from hearth.protocol.errors import InvalidRequest
     from hearth.services.admin import AdminService, NotFoundError
 
-    try:
-        settings: Settings = load_settings(config)
-    except ConfigError as exc:
-        err.print(f"[red]invalid configuration:[/red] {exc}")
-        raise typer.Exit(2) from None
+    settings = _settings(config)
     store = bootstrap.open_platform(settings)
     store.bootstrap(bootstrap.admin_key_path(settings))
     try:
@@ -49,7 +53,7 @@ def migrate(config: ConfigOpt = None) -> None:
     """Create or upgrade the database schema (hearth serve also does this at start); data is kept."""
     from hearth import bootstrap
 
-    settings = load_settings(config)
+    settings = _settings(config)
     bootstrap.open_platform(settings)
     out.print(f"database at the latest schema: {settings.database().split('@')[-1]}")
 
@@ -161,11 +165,7 @@ def usage(
     from hearth.platform.usage import UsageLedger
     from hearth.platform.usage_queries import UsageQuery, aggregate
 
-    try:
-        settings: Settings = load_settings(config)
-    except ConfigError as exc:
-        err.print(f"[red]invalid configuration:[/red] {exc}")
-        raise typer.Exit(2) from None
+    settings = _settings(config)
     store = bootstrap.open_platform(settings)
     # Records a stopped (or crashed) server left in its write-ahead log count too.
     ledger = UsageLedger(store.sessions, settings.data_dir / "usage-wal")

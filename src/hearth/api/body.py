@@ -6,11 +6,17 @@ import json
 from typing import TypeVar
 
 from fastapi import Request
+from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from hearth.api.errors import ApiError, validation_envelope
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def json_response(obj: BaseModel) -> Response:
+    """A protocol object as the response body (pydantic's serializer, no FastAPI re-validation)."""
+    return Response(obj.model_dump_json(), media_type="application/json")
 
 
 async def parse_body(request: Request, model: type[M]) -> M:

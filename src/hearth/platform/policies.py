@@ -39,6 +39,10 @@ class PolicySnapshot:
     loaded_at: float = 0.0
 
 
+def _override(row: ProjectRateLimitRow) -> LimitOverride:
+    return LimitOverride(*(getattr(row, f) for f in LIMIT_FIELDS))
+
+
 def _check(values: dict[str, int | None]) -> None:
     for k, v in values.items():
         if k not in LIMIT_FIELDS:
@@ -62,7 +66,7 @@ class PolicyStore:
         with self._sessions() as s:
             self._project(s, project_id)
             rows = s.scalars(select(ProjectRateLimitRow).where(ProjectRateLimitRow.project_id == project_id))
-            return {r.model: LimitOverride(*(getattr(r, f) for f in LIMIT_FIELDS)) for r in rows}
+            return {r.model: _override(r) for r in rows}
 
     def set_override(self, project_id: str, model: str, values: dict[str, int | None]) -> LimitOverride:
         """Merge ``values`` into the project's override for ``model`` (absent keys keep theirs)."""
@@ -77,7 +81,7 @@ class PolicyStore:
             for k, v in values.items():
                 setattr(row, k, v)
             row.updated_at = int(self._clock())
-            return LimitOverride(*(getattr(row, f) for f in LIMIT_FIELDS))
+            return _override(row)
 
     def spend_limit(self, scope_id: str) -> int | None:
         with self._sessions() as s:
@@ -101,8 +105,7 @@ class PolicyStore:
     def snapshot(self) -> PolicySnapshot:
         with self._sessions() as s:
             overrides = {
-                (r.project_id, r.model): LimitOverride(*(getattr(r, f) for f in LIMIT_FIELDS))
-                for r in s.scalars(select(ProjectRateLimitRow))
+                (r.project_id, r.model): _override(r) for r in s.scalars(select(ProjectRateLimitRow))
             }
             limits = {r.scope_id: r.monthly_limit_nanousd for r in s.scalars(select(SpendLimitRow))
                       if r.monthly_limit_nanousd is not None}

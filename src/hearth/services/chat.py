@@ -27,7 +27,7 @@ from hearth.services import convert, structured
 from hearth.services.chat_output import ChoiceShaper
 from hearth.services.context import RequestContext
 from hearth.services.ids import random_id
-from hearth.services.metering import Metering, Ticket
+from hearth.services.metering import Metering, Ticket, status_of
 from hearth.services.metrics import Metrics, RequestTimer, outcome_for_error, outcome_for_finish
 
 log = logging.getLogger("hearth.chat")
@@ -274,14 +274,6 @@ class ChatService:
         finally:
             # Tokens generated so far, also for a client that left: the estimate's rest flows back.
             await self._settle(p, ctx, status)
-
-
-def status_of(exc: BaseException) -> int:
-    """The HTTP status a failed request ends with, for its usage record."""
-    if isinstance(exc, asyncio.CancelledError):
-        return 499
-    code = getattr(exc, "status", None)
-    return code if isinstance(code, int) else 500
 
 
 def _usage(prompt: int, completion: int, cached: int) -> wire.CompletionUsage:

@@ -23,7 +23,7 @@ from hearth.engine.errors import ModelNotFound
 from hearth.protocol import embeddings as wire
 from hearth.protocol.errors import InvalidRequest
 from hearth.services.context import RequestContext
-from hearth.services.metering import Metering, Ticket
+from hearth.services.metering import Metering, Ticket, status_of
 from hearth.services.metrics import Metrics, outcome_for_error
 
 log = logging.getLogger("hearth.embeddings")
@@ -79,7 +79,7 @@ class EmbeddingsService:
         except BaseException as exc:
             timer.finish(outcome_for_error(exc))
             if isinstance(exc, Exception):
-                status = 500
+                status = status_of(exc)
             raise
         finally:
             if self._metering is not None:

@@ -45,6 +45,14 @@ class Ticket:
     done: bool = False
 
 
+def status_of(exc: BaseException) -> int:
+    """The HTTP status a failed request ends with, for its usage record (499: the client left)."""
+    if isinstance(exc, asyncio.CancelledError):
+        return 499
+    code = getattr(exc, "status", None)
+    return code if isinstance(code, int) else 500
+
+
 def org_scope(org_id: str) -> str:
     return f"org:{org_id}"
 

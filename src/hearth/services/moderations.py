@@ -24,7 +24,7 @@ from hearth.protocol import moderations as wire
 from hearth.protocol.errors import InvalidRequest
 from hearth.services.context import RequestContext
 from hearth.services.ids import random_id
-from hearth.services.metering import Metering
+from hearth.services.metering import Metering, status_of
 from hearth.services.metrics import Metrics, outcome_for_error
 
 log = logging.getLogger("hearth.moderations")
@@ -87,7 +87,7 @@ class ModerationsService:
         except BaseException as exc:
             timer.finish(outcome_for_error(exc))
             if isinstance(exc, Exception):
-                status = 500
+                status = status_of(exc)
                 if not isinstance(exc, EngineError):
                     log.error("moderation classifier failed", exc_info=exc)
                     raise EngineDead(f"the moderation classifier failed: {exc.__class__.__name__}") from exc

@@ -31,6 +31,10 @@ GROUPS = {
     "moderations": ("project_id", "user_id", "api_key_id", "model"),
 }
 COST_GROUPS = ("project_id", "line_item", "api_key_id")
+# project.rate_limit wire fields -> override columns (images and audio limit nothing here)
+RATE_LIMIT_FIELDS = {"max_requests_per_1_minute": "rpm", "max_tokens_per_1_minute": "tpm",
+                     "max_requests_per_1_day": "rpd", "max_tokens_per_1_day": "tpd",
+                     "batch_1_day_max_input_tokens": "batch_tpd"}
 PAGE_PREFIX = "page_"
 
 
@@ -193,10 +197,7 @@ class UsageService:
             raise NotFoundError(f"No rate limit found with id '{rate_limit_id}' in project '{project_id}'.",
                                 param="rate_limit_id")
         sent = body.model_fields_set
-        fields = {"max_requests_per_1_minute": "rpm", "max_tokens_per_1_minute": "tpm",
-                  "max_requests_per_1_day": "rpd", "max_tokens_per_1_day": "tpd",
-                  "batch_1_day_max_input_tokens": "batch_tpd"}
-        values = {col: getattr(body, name) for name, col in fields.items() if name in sent}
+        values = {col: getattr(body, name) for name, col in RATE_LIMIT_FIELDS.items() if name in sent}
         await self._run(self._policies.set_override, project_id, model, values)
         if self._metering.policy is not None:
             await self._metering.policy.reload()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
 
+from hearth.api.body import json_response as _json
 from hearth.api.body import parse_body
 from hearth.api.deps import ContainerDep, require
 from hearth.api.errors import ApiError
@@ -16,9 +16,6 @@ router = APIRouter(prefix="/v1/organization", dependencies=[require("admin", wri
 
 Limit = Query(default=20, ge=1, le=100)
 
-
-def _json(obj: BaseModel) -> Response:
-    return Response(obj.model_dump_json(), media_type="application/json")
 
 
 def _admin(c: ContainerDep) -> AdminService:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
 
+from hearth.api.body import json_response as _json
 from hearth.api.body import parse_body
 from hearth.api.deps import ContainerDep, require
 from hearth.api.errors import ApiError
@@ -14,9 +14,6 @@ from hearth.services.usage import UsageService
 
 router = APIRouter(prefix="/v1/organization", dependencies=[require("admin", write=True)])
 
-
-def _json(obj: BaseModel) -> Response:
-    return Response(obj.model_dump_json(), media_type="application/json")
 
 
 def _usage(c: ContainerDep) -> UsageService:
