@@ -747,13 +747,16 @@ def render_table(agg: dict[str, Any], names: list[str], max_tokens: int) -> str:
         for name in names:
             if name in per:
                 rows.append([wl, name] + [f(per[name].get(k)) for _, k, f, _ in COLS])
-        if a in per and b in per:
-            r = [wl, f"ratio {short(a)}/{short(b)}"]
+        ref = "llama-server" if "llama-server" in names else b
+        for x in names:  # every other server against the reference (llama-server)
+            if x == ref or x not in per or ref not in per:
+                continue
+            r = [wl, f"ratio {short(x)}/{short(ref)}"]
             for _, k, _, _ in COLS:
                 if k == "errors":
                     r.append("")
                     continue
-                r.append(fmt(ratio(per[a].get(k), per[b].get(k)), 2))
+                r.append(fmt(ratio(per[x].get(k), per[ref].get(k)), 2))
             rows.append(r)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     lines = [
@@ -881,6 +884,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--llama-extra", default="", help="extra args appended to llama-server (e.g. '-fa on')")
     p.add_argument("--hearth-label", default="hearth", help="name shown for the first server")
     p.add_argument(
+        "--hearth-b-cmd",
+        default="",
+        help="a second hearth command (same placeholders), run as server 'hearth-b' when --servers "
+        "names it, e.g. 'env HEARTH_ENGINE__PREFIX_CACHE_ENTRIES=0 {hearth} serve --host {host} "
+        "--port {port} --model {model}'",
+    )
+    p.add_argument("--hearth-b-label", default="hearth-b", help="name shown for hearth-b")
+    p.add_argument(
         "--servers",
         default="hearth,llama-server",
         help="which to run: hearth,llama-server (either alone is allowed)",
@@ -933,8 +944,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"unknown workload {w!r}")
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     for s in args.servers:
-        if s not in ("hearth", "llama-server"):
+        if s not in ("hearth", "llama-server", "hearth-b"):
             p.error(f"unknown server {s!r}")
+        if s == "hearth-b" and not args.hearth_b_cmd:
+            p.error("--servers hearth-b needs --hearth-b-cmd")
     if not args.model:
         args.model = default_model()
         if not args.model:
@@ -988,6 +1001,8 @@ def main(argv: list[str] | None = None) -> int:
             "llama-server", (args.llama_cmd + " " + args.llama_extra).strip(), ("/health",)
         ),
     }
+    if args.hearth_b_cmd:  # a second hearth configuration in the same run (A/B of one setting)
+        specs["hearth-b"] = ServerSpec(args.hearth_b_label, args.hearth_b_cmd, ("/health", "/v1/models"))
     names = [specs[s].name for s in args.servers]
     out_path = Path(args.out or f"/tmp/hearth-bench-{time.strftime('%Y%m%d-%H%M%S')}.json")
     stamp = time.strftime("%Y%m%d-%H%M%S")

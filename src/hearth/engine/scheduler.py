@@ -84,6 +84,9 @@ class Chunk:
     tokens: tuple[int, ...]
     pos: int
     logits: bool  # whether the last token of the chunk needs logits (then it is sampled)
+    # Joint prefill: (sequence, n) — the first n tokens of the chunk belong to that sequence too
+    # (the same tokens at the same positions of a shared prompt prefix: computed once, one cell each).
+    riders: tuple[tuple[Sequence, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,16 +189,60 @@ class Scheduler:
             if s.decoding:
                 chunks.append(Chunk(s, (s.last_token,), s.kv_tokens, True))
         budget = self.token_budget - len(chunks)
-        for s in self.running:
-            if not s.decoding and s.reuse and s.prefilled == s.cached and self._follow(s, copies):
+        prefilling = [s for s in self.running if not s.decoding]
+        pos = {s: s.prefilled for s in prefilling}  # positions reached once this step's chunks run
+        rides: dict[Sequence, int] = {}  # rider -> end of the prefix it shares with its leader
+        for i, s in enumerate(prefilling):
+            if s in rides:
+                if pos[s] < rides[s]:
+                    continue  # its leader computes the rest of the shared prefix next step
+            elif s.reuse and s.prefilled == s.cached and self._follow(s, copies):
+                pos[s] = s.prefilled
                 continue  # an earlier request is computing this prompt's prefix: share it, don't redo it
-            if not s.decoding and budget > 0:
-                take = min(budget, len(s.prompt) - s.prefilled)
-                end = s.prefilled + take
-                chunks.append(Chunk(s, s.prompt[s.prefilled:end], s.prefilled, end == len(s.prompt)))
-                budget -= take
+            else:
+                pos[s] = s.prefilled  # _follow may have advanced it with a copy
+            if budget <= 0:
+                continue
+            start = pos[s]
+            end = start + min(budget, len(s.prompt) - start)
+            riders = self._riders(s, prefilling[i + 1:], start, end, s in rides, copies, pos, rides)
+            chunks.append(Chunk(s, s.prompt[start:end], start, end == len(s.prompt), riders))
+            pos[s] = end
+            budget -= end - start
         drops, self._drops = tuple(self._drops), []
         return Plan(tuple(chunks), tuple(admitted), drops, tuple(copies))
+
+    def _riders(self, lead: Sequence, later: list[Sequence], start: int, end: int, lead_rides: bool,
+                copies: list[tuple[int, int, int]], pos: dict[Sequence, int],
+                rides: dict[Sequence, int]) -> tuple[tuple[Sequence, int], ...]:
+        """Later newcomers of the same tenant whose prompts share the tokens this chunk computes
+        ride on it: a burst of requests with one system prompt (or the n>1 choices of a request)
+        prefills that prefix once, in the same step, instead of waiting for the first to finish."""
+        if lead.isolated or not lead.reuse:
+            return ()
+        out: list[tuple[Sequence, int]] = []
+        for f in later:
+            if f in rides or not f.reuse or f.isolated or f.cache_key != lead.cache_key:
+                continue
+            if f.prefilled != f.cached:
+                continue  # it has computed its own part already: its cells differ from here on
+            shared = min(_common_prefix(lead.prompt, f.prompt), len(f.prompt) - 1)
+            if shared <= start or pos[f] > start:
+                continue
+            if pos[f] < start:
+                if lead_rides:
+                    continue  # the leader's own cells below `start` are still being computed
+                copies.append((lead.seq_id, f.seq_id, start))  # what the leader has already
+                self.cache_hit_tokens += start - f.prefilled
+                f.prefilled = f.cached = pos[f] = start
+            n = min(end, shared) - start
+            out.append((f, n))
+            # Tokens another request computes for it count as cached, as with a copy.
+            f.cached += n
+            self.cache_hit_tokens += n
+            pos[f] = start + n
+            rides[f] = shared
+        return tuple(out)
 
     def _admit(self, copies: list[tuple[int, int, int]]) -> list[Sequence]:
         out = []
@@ -253,8 +300,9 @@ class Scheduler:
             ready = min(shared, r.prefilled)
             if ready > best_n:
                 best, best_n = r, ready
-            # Waiting costs this sequence a step or more: worth it only for a real shared prefix.
-            wait = wait or (shared > r.prefilled and shared >= _MIN_SHARED_WAIT)
+            # Waiting costs this sequence a step or more: worth it only when the leader will compute
+            # a real part of this prompt that this sequence has not got yet.
+            wait = wait or (shared > r.prefilled and shared - seq.prefilled >= _MIN_SHARED_WAIT)
         if best is not None and not wait:  # one copy, once the leader has computed all of it
             copies.append((best.seq_id, seq.seq_id, best_n))
             self.cache_hit_tokens += best_n - seq.prefilled
@@ -300,6 +348,8 @@ class Scheduler:
         for c in plan.chunks:
             if not c.seq.decoding:
                 c.seq.prefilled += len(c.tokens)
+            for r, n in c.riders:
+                r.prefilled += n
         done: list[Finished] = []
         for seq, out in sampled.items():
             if seq.finish is not None:

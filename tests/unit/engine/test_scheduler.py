@@ -236,17 +236,76 @@ def test_concurrent_requests_with_one_prompt_prefill_it_once() -> None:
         s.add(q)
     step = FakeStep()
     prefill_tokens = 0
-    copies: list[tuple[int, int, int]] = []
+    first_sample: dict[str, int] = {}
+    n = 0
     while not s.idle:
         plan = s.schedule()
-        copies += plan.copies
+        n += 1
+        assert plan.copies == ()  # nothing computed twice, nothing copied: the cells are shared
         prefill_tokens += sum(len(c.tokens) for c in plan.chunks if c.pos < len(c.seq.prompt))
+        for q in plan.sample:
+            first_sample.setdefault(q.request_id, n)
         s.update(plan, step(plan))
-    # The leader prefills 20 tokens; each follower shares 19 and runs only the last one.
+    # The leader prefills 20 tokens with both followers riding on its first 19 positions; each
+    # follower runs only its last prompt token, in the same step as the leader's last chunk.
     assert prefill_tokens == 20 + 1 + 1
-    assert [(dst, n) for _, dst, n in copies] == [(1, 19), (2, 19)]
-    assert {src for src, _, _ in copies} == {0}  # both from the leader's slot
+    assert first_sample == {"n0": 3, "n1": 3, "n2": 3}
     assert all(q.cached == 19 for q in seqs[1:]) and seqs[0].cached == 0
+    assert s.cache_hit_tokens == 38
+
+
+def test_a_burst_with_one_system_prompt_prefills_it_jointly() -> None:
+    s = Scheduler(max_seqs=4, kv_capacity=500, token_budget=128, max_cached=4)
+    system = tuple(range(30))
+    a = Sequence("a", system + (1000, 1001), 2, cache_key="p")
+    b = Sequence("b", system + (2000, 2001, 2002), 2, cache_key="p")
+    c = Sequence("c", system + (3000,), 2, cache_key="q")  # another tenant: never shares
+    for q in (a, b, c):
+        s.add(q)
+    plan = s.schedule()
+    lead = next(ch for ch in plan.chunks if ch.seq is a)
+    assert lead.tokens == a.prompt and [(r.request_id, k) for r, k in lead.riders] == [("b", 30)]
+    own = next(ch for ch in plan.chunks if ch.seq is b)
+    assert own.pos == 30 and own.tokens == (2000, 2001, 2002) and own.logits
+    other = next(ch for ch in plan.chunks if ch.seq is c)
+    assert other.tokens == c.prompt and other.riders == ()
+    assert plan.n_tokens == 32 + 3 + 31 and set(plan.sample) == {a, b, c}
+    s.update(plan, FakeStep()(plan))
+    assert (a.prefilled, b.prefilled, b.cached, a.cached) == (32, 33, 30, 0)
+    assert a.kv_tokens == 32 and b.kv_tokens == 33
+
+
+def test_a_rider_keeps_riding_when_the_shared_prefix_spans_several_steps() -> None:
+    s = Scheduler(max_seqs=2, kv_capacity=500, token_budget=8, max_cached=4)
+    system = tuple(range(20))
+    a = Sequence("a", system + (1000,), 2, cache_key="p")
+    b = Sequence("b", system + (2000,), 2, cache_key="p")
+    s.add(a)
+    s.add(b)
+    rides = []
+    while not b.decoding:
+        plan = s.schedule()
+        for ch in plan.chunks:
+            rides += [(ch.pos, k) for r, k in ch.riders if r is b]
+            assert ch.seq is not b or ch.pos == 20  # b computes nothing of the shared prefix itself
+        s.update(plan, FakeStep()(plan))
+    assert rides == [(0, 8), (8, 8), (16, 4)] and b.cached == 20
+
+
+def test_a_newcomer_with_a_cached_prefix_rides_instead_of_waiting() -> None:
+    s = Scheduler(max_seqs=4, kv_capacity=500, token_budget=64, max_cached=4)
+    system = tuple(range(24))
+    finish_one(s, Sequence("w", system + (7,), 1, cache_key="p"), FakeStep())  # caches the prefix
+    a = Sequence("a", system + (1, 2, 3), 2, cache_key="p")
+    b = Sequence("b", system + (1, 2, 4), 2, cache_key="p")
+    s.add(a)
+    s.add(b)
+    plan = s.schedule()
+    # Both start from the cached 24 tokens; b shares a's next two tokens by riding, no waiting.
+    assert a.cached == 24 and {ch.seq for ch in plan.chunks} == {a, b}
+    lead = next(ch for ch in plan.chunks if ch.seq is a)
+    assert [(r.request_id, k) for r, k in lead.riders] == [("b", 2)]
+    assert set(plan.sample) == {a, b}
 
 
 def test_followers_of_another_tenant_do_not_wait() -> None:

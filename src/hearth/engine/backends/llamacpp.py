@@ -208,7 +208,8 @@ class _Loop:
         self.sched = Scheduler(max_seqs=cfg.max_seqs, kv_capacity=self.m.n_ctx,
                                token_budget=max(cfg.n_batch, cfg.max_seqs), max_queue=1 << 30,
                                max_cached=cfg.prefix_cache_entries)
-        self.batch = L.llama_batch_init(self.sched.token_budget, 0, 1)
+        # A token may belong to every running sequence at once (a prompt prefix prefilled jointly).
+        self.batch = L.llama_batch_init(self.sched.token_budget, 0, cfg.max_seqs)
         self.prompt_total = 0
         self.generated_total = 0
 
@@ -221,6 +222,9 @@ class _Loop:
                 for sid in plan.drops:
                     self.m.seq_rm(sid)
                 for src, dst, n in plan.copies:
+                    # dst may already hold a shorter prefix (from the cache): replace it, never
+                    # leave two cells at one position of a sequence.
+                    L.llama_memory_seq_rm(self.m.memory, dst, 0, n)
                     L.llama_memory_seq_cp(self.m.memory, src, dst, 0, n)
                 for seq in plan.admitted:
                     st: _Seq = seq.payload  # type: ignore[assignment]
@@ -282,8 +286,14 @@ class _Loop:
             for k, tok in enumerate(c.tokens):
                 b.token[n] = tok
                 b.pos[n] = c.pos + k
-                b.n_seq_id[n] = 1
-                b.seq_id[n][0] = sid
+                ids = b.seq_id[n]
+                ids[0] = sid
+                m = 1
+                for r, upto in c.riders:
+                    if k < upto:
+                        ids[m] = r.seq_id
+                        m += 1
+                b.n_seq_id[n] = m
                 b.logits[n] = 1 if (c.logits and k == len(c.tokens) - 1) else 0
                 n += 1
             if c.logits:
