@@ -251,3 +251,28 @@ async def test_a_burst_sharing_a_system_prompt_prefills_it_once_and_reads_it_rig
     # would diverge from its first token on: most must match exactly.
     assert same >= 3
     assert await idle(engine)
+
+
+async def test_a_longer_share_from_a_running_request_replaces_the_cached_prefix(
+    engine: LlamaCppEngine,
+) -> None:
+    """A newcomer first takes a short prefix from the cache, then a longer one from a running
+    request: the longer copy must replace the cached cells, never sit beside them."""
+    system = "The keeper wrote in the logbook every evening before the lamp was lit. " * 2
+    await run(engine, req(engine, system + "alpha", rid="a", max_tokens=2))  # caches `system`
+    # b is seeded: it computes its own cells instead of sharing the cached ones.
+    b = asyncio.create_task(run(engine, req(engine, system + " beta gamma delta", rid="b", max_tokens=60,
+                                            seed=1)))
+    for _ in range(500):  # until b is decoding: its whole prompt is in the KV cache
+        if engine.metrics().generated_tokens_total >= 4:
+            break
+        await asyncio.sleep(0.01)
+    c_text = system + " beta gamma delta epsilon"
+    c = await run(engine, req(engine, c_text, rid="c", max_tokens=12))
+    await b
+    assert c[2].cached_tokens > len(engine.tokenize(system + " beta gamma"))  # shared from b
+    r = req(engine, c_text, rid="c-alone", max_tokens=12)
+    alone = await run(engine, GenerationRequest(request_id=r.request_id, prompt_tokens=r.prompt_tokens,
+                                                params=r.params, cache_key="alone"))
+    assert alone[2].cached_tokens == 0
+    assert c[1] == alone[1]
