@@ -29,6 +29,14 @@ fed back) stays behind as a cache entry under its slot id. A new sequence with t
 (`Plan.copies`, done with llama.cpp's seq_cp: no recomputation), and prefills only the rest.
 Entries are evicted least-recently-used when their cells are needed for admission or when there
 are too many. Only requests with the same `cache_key` (tenant) ever share cells.
+
+Joint prefill: requests of one tenant admitted together whose prompts share a prefix (a burst with
+one system prompt, the n>1 choices of one request) compute it once. The first is the leader; the
+others ride on its chunks (`Chunk.riders`: the same tokens at the same positions belong to several
+sequences, one KV cell each) and run only their own remaining tokens, in the same step when the
+budget allows. A newcomer that arrives while a leader is part-way through the shared prefix first
+takes what is already computed (a copy), then rides on the rest. Tokens a sequence got from the
+cache, from a copy or by riding count as its `cached` tokens.
 """
 
 from __future__ import annotations
