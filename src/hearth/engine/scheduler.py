@@ -204,11 +204,12 @@ class Scheduler:
             if s in rides:
                 if pos[s] < rides[s]:
                     continue  # its leader computes the rest of the shared prefix next step
-            elif s.reuse and s.prefilled == s.cached and self._follow(s, copies):
-                pos[s] = s.prefilled
-                continue  # an earlier request is computing this prompt's prefix: share it, don't redo it
             else:
+                # An earlier request may be computing this prompt's prefix: share it, don't redo it.
+                wait = s.reuse and s.prefilled == s.cached and self._follow(s, copies)
                 pos[s] = s.prefilled  # _follow may have advanced it with a copy
+                if wait:
+                    continue
             if budget <= 0:
                 continue
             start = pos[s]
