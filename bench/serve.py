@@ -740,16 +740,17 @@ COLS = [
 
 
 def render_table(agg: dict[str, Any], names: list[str], max_tokens: int) -> str:
-    a, b = (names + [None, None])[:2]
+    # Every other server is compared with one reference: llama-server when it ran, else the second.
+    ref = "llama-server" if "llama-server" in names else (names + [None, None])[1]
+    others = [x for x in names if x != ref]
     header = ["level", "server"] + [c[0] for c in COLS]
     rows: list[list[str]] = []
     for wl, per in agg.items():
         for name in names:
             if name in per:
                 rows.append([wl, name] + [f(per[name].get(k)) for _, k, f, _ in COLS])
-        ref = "llama-server" if "llama-server" in names else b
-        for x in names:  # every other server against the reference (llama-server)
-            if x == ref or x not in per or ref not in per:
+        for x in others:
+            if x not in per or ref not in per:
                 continue
             r = [wl, f"ratio {short(x)}/{short(ref)}"]
             for _, k, _, _ in COLS:
@@ -779,12 +780,13 @@ def render_table(agg: dict[str, Any], names: list[str], max_tokens: int) -> str:
                     f"  {name:<22}{fmt(p['decode_tok_per_s'], 1):>14}{fmt(p['pp_tok_per_s'], 0):>10}"
                     f"{fmt(p['pp_prompt_tokens'], 0):>15}{fmt_ms(p['pp_ttft_p50_s']):>12}"
                 )
-        if a in per and b in per:
-            extra.append(
-                f"  {'ratio ' + short(a) + '/' + short(b):<22}"
-                f"{fmt(ratio(per[a]['decode_tok_per_s'], per[b]['decode_tok_per_s'])):>14}"
-                f"{fmt(ratio(per[a]['pp_tok_per_s'], per[b]['pp_tok_per_s'])):>10}"
-            )
+        for x in others:  # the same pairs as the table above
+            if x in per and ref in per:
+                extra.append(
+                    f"  {'ratio ' + short(x) + '/' + short(ref):<22}"
+                    f"{fmt(ratio(per[x]['decode_tok_per_s'], per[ref]['decode_tok_per_s'])):>14}"
+                    f"{fmt(ratio(per[x]['pp_tok_per_s'], per[ref]['pp_tok_per_s'])):>10}"
+                )
         text += "\n" + "\n".join(extra)
     notes = []
     for wl, per in agg.items():
