@@ -124,6 +124,7 @@ def build_engine(settings: Settings, spec: ModelSpec, progress: assets.Progress 
             flash_attn=e.flash_attn,
             context_length=spec.context_length,
             prefix_cache_entries=e.prefix_cache_entries,
+            prefix_cache_host_mb=e.prefix_cache_host_mb,
             batch_invariant=e.batch_invariant,
         )
     )
@@ -199,7 +200,8 @@ def check_memory(settings: Settings, engines: list[Engine]) -> None:
         if not path:
             continue  # fake engines cost nothing
         weights, shape = _shape(path)
-        prints.append(memory.footprint(eng.info.id, weights, shape, e.n_ctx, min(e.n_batch, 512)))
+        prints.append(memory.footprint(eng.info.id, weights, shape, e.n_ctx, min(e.n_batch, 512),
+                                       host_cache=e.prefix_cache_host_mb * memory.MiB))
     for fp in prints:
         log.info("memory estimate %s", fp.describe())
     memory.check_fits(prints, limit)

@@ -112,6 +112,12 @@ class EngineSettings(BaseModel):
     prefix_cache_entries: int = Field(
         default=32, ge=0, le=200, description="Finished prompts whose KV is kept for reuse; 0 disables"
     )
+    prefix_cache_host_mb: int = Field(
+        default=1024, ge=0,
+        description="Host memory per model for idle cached prompt prefixes: their KV leaves the KV "
+        "cache (where idle cells slow every decode step) and is written back on reuse; 0 keeps "
+        "up to prefix_cache_entries of them in the KV cache instead",
+    )
     flash_attn: Literal["auto", "on", "off"] = "auto"
     memory_limit_mb: int | None = Field(
         default=None, ge=64,

@@ -15,10 +15,12 @@ from hearth.engine.types import Delta, FinishReason, GenerationRequest, Sampling
 pytestmark = pytest.mark.model
 
 
-@pytest.fixture
-async def engine(tiny_gguf_path: Path) -> AsyncIterator[LlamaCppEngine]:
+# Every test runs with idle cached prefixes kept in the KV cache and with them parked in host memory.
+@pytest.fixture(params=[0, 16], ids=["kv-prefix-cache", "host-prefix-cache"])
+async def engine(tiny_gguf_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[LlamaCppEngine]:
     e = LlamaCppEngine(LlamaCppConfig(model_id="tiny", path=str(tiny_gguf_path), n_ctx=1024, n_batch=64,
-                                      max_seqs=8, n_threads=1, n_threads_batch=1))
+                                      max_seqs=8, n_threads=1, n_threads_batch=1,
+                                      prefix_cache_host_mb=request.param))
     await e.start()
     yield e
     await e.stop()
@@ -276,3 +278,35 @@ async def test_a_longer_share_from_a_running_request_replaces_the_cached_prefix(
                                                 params=r.params, cache_key="alone"))
     assert alone[2].cached_tokens == 0
     assert c[1] == alone[1]
+
+
+@pytest.fixture
+async def host_engine(tiny_gguf_path: Path) -> AsyncIterator[LlamaCppEngine]:
+    e = LlamaCppEngine(LlamaCppConfig(model_id="tiny", path=str(tiny_gguf_path), n_ctx=1024, n_batch=64,
+                                      max_seqs=8, n_threads=1, n_threads_batch=1, prefix_cache_host_mb=16))
+    await e.start()
+    yield e
+    await e.stop()
+
+
+async def test_host_tier_parks_idle_prefixes_out_of_the_kv_cache(host_engine: LlamaCppEngine) -> None:
+    e = host_engine
+    prompt = "The harbour master counted the boats twice every night, once at dusk and once at dawn"
+    cold = await run(e, req(e, prompt, rid="h1", max_tokens=10))
+    assert await idle(e)
+    m = e.metrics()
+    # The finished request's KV left the KV cache for host memory (prompt + the 9 tokens fed back).
+    assert m.kv_used_tokens == 0 and m.prefix_cache_host_tokens == len(e.tokenize(prompt)) + 9
+    warm = await run(e, req(e, prompt, rid="h2", max_tokens=10))
+    assert warm[2].cached_tokens == len(e.tokenize(prompt)) - 1
+    assert warm[1] == cold[1]  # the restored cells read exactly like the computed ones
+
+
+async def test_a_lost_parked_prefix_is_recomputed(host_engine: LlamaCppEngine) -> None:
+    e = host_engine
+    prompt = "Every lamp on the pier was lit by hand, one after the other, from the shore outwards"
+    cold = await run(e, req(e, prompt, rid="l1", max_tokens=10))
+    assert await idle(e)
+    e._loop.parked.clear()  # the saved cells are gone: the restore must fall back to computing them
+    warm = await run(e, req(e, prompt, rid="l2", max_tokens=10))
+    assert warm[1] == cold[1]

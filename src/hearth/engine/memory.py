@@ -39,24 +39,27 @@ class Footprint:
     weights: int
     kv: int
     compute: int
+    host_cache: int = 0  # idle cached prefixes parked in host memory (at most)
 
     @property
     def total(self) -> int:
-        return self.weights + self.kv + self.compute
+        return self.weights + self.kv + self.compute + self.host_cache
 
     def describe(self) -> str:
         return (f"{self.model_id}: {self.total // MiB} MiB (weights {self.weights // MiB}, "
-                f"KV cache {self.kv // MiB}, compute {self.compute // MiB})")
+                f"KV cache {self.kv // MiB}, compute {self.compute // MiB}, "
+                f"host prefix cache {self.host_cache // MiB})")
 
 
-def footprint(model_id: str, weights_bytes: int, shape: ModelShape, n_ctx: int, n_ubatch: int) -> Footprint:
+def footprint(model_id: str, weights_bytes: int, shape: ModelShape, n_ctx: int, n_ubatch: int,
+              host_cache: int = 0) -> Footprint:
     head = shape.n_embd // max(1, shape.n_head)
     k = shape.key_length or head
     v = shape.value_length or head
     kv = n_ctx * shape.n_layer * shape.n_head_kv * (k + v) * 2  # f16 cells
     # Worst-case graph of one micro-batch: logits for every token plus activations.
     compute = n_ubatch * (shape.n_vocab + 16 * shape.n_embd) * 4
-    return Footprint(model_id, weights_bytes, kv, compute)
+    return Footprint(model_id, weights_bytes, kv, compute, host_cache)
 
 
 def check_fits(footprints: Sequence[Footprint], limit_bytes: int) -> None:

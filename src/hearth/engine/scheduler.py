@@ -30,6 +30,14 @@ fed back) stays behind as a cache entry under its slot id. A new sequence with t
 Entries are evicted least-recently-used when their cells are needed for admission or when there
 are too many. Only requests with the same `cache_key` (tenant) ever share cells.
 
+Host tier (`host_cache_tokens > 0`): idle cells are not free. Attention in a unified KV cache runs
+over every cell up to the highest one in use, masked or not, so idle cached prefixes slow every
+step of the running sequences. With the host tier, a finished sequence's KV is parked in host
+memory at once (`Plan.parks`: the backend saves its cells and frees them) and the KV cache holds
+only running sequences; a new sequence that matches a parked entry gets its KV written back into
+its own slot (`Plan.restores`, then trimmed to the matched length) instead of recomputing it.
+Parked entries are evicted least-recently-used beyond `host_cache_tokens` (`Plan.forgets`).
+
 Joint prefill: requests of one tenant admitted together whose prompts share a prefix (a burst with
 one system prompt, the n>1 choices of one request) compute it once. The first is the leader; the
 others ride on its chunks (`Chunk.riders`: the same tokens at the same positions belong to several
@@ -99,13 +107,18 @@ class Chunk:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """One step. Apply in order: `drops` (clear these slot ids), `copies` ((src, dst, n): share
+    """One step. Apply in order: `parks` ((slot, ref): save the slot's cells to host memory under
+    ref, then clear the slot), `drops` (clear these slot ids), `forgets` (free these parked refs), `restores` ((ref, dst,
+    n): write ref's cells into slot dst and keep positions [0, n)), `copies` ((src, dst, n): share
     positions [0, n) of src into dst), then decode `chunks`."""
 
     chunks: tuple[Chunk, ...]
     admitted: tuple[Sequence, ...] = ()
     drops: tuple[int, ...] = ()
     copies: tuple[tuple[int, int, int], ...] = ()
+    parks: tuple[tuple[int, int], ...] = ()
+    restores: tuple[tuple[int, int, int], ...] = ()
+    forgets: tuple[int, ...] = ()
 
     @property
     def n_tokens(self) -> int:
@@ -131,10 +144,15 @@ class Finished:
 
 @dataclass(eq=False, slots=True)
 class CacheEntry:
-    seq_id: int
+    seq_id: int  # the slot holding its cells; -1 when parked in host memory
     key: str
     tokens: tuple[int, ...]
     last_used: int
+    ref: int = -1  # host-memory id when parked
+
+    @property
+    def parked(self) -> bool:
+        return self.ref >= 0
 
 
 @dataclass(slots=True)
@@ -143,7 +161,9 @@ class Scheduler:
     kv_capacity: int
     token_budget: int
     max_queue: int = 256
-    max_cached: int = 0  # prefix-cache entries kept (each holds one slot id); 0 disables caching
+    max_cached: int = 0  # prefix-cache entries kept in the KV cache (each holds one slot id)
+    host_cache_tokens: int = 0  # > 0: idle entries are parked in host memory instead (see above)
+    max_parked: int = 4096  # parked entries at most (bounds the prefix search per admission)
     waiting: collections.deque[Sequence] = field(default_factory=collections.deque)
     running: list[Sequence] = field(default_factory=list)
     reserved: int = 0
@@ -151,6 +171,10 @@ class Scheduler:
     cache_hit_tokens: int = 0
     _free_ids: list[int] = field(default_factory=list)
     _drops: list[int] = field(default_factory=list)
+    _parks: list[tuple[int, int]] = field(default_factory=list)
+    _forgets: list[int] = field(default_factory=list)
+    _restores: list[tuple[int, int, int]] = field(default_factory=list)
+    _next_ref: int = 0
     _tick: int = 0
 
     def __post_init__(self) -> None:
@@ -165,7 +189,12 @@ class Scheduler:
 
     @property
     def cached_cells(self) -> int:
-        return sum(len(e.tokens) for e in self.cache)
+        """KV cells held by resident (not parked) cache entries."""
+        return sum(len(e.tokens) for e in self.cache if not e.parked)
+
+    @property
+    def parked_tokens(self) -> int:
+        return sum(len(e.tokens) for e in self.cache if e.parked)
 
     # ------------------------------------------------------------------ inputs
 
@@ -219,7 +248,10 @@ class Scheduler:
             pos[s] = end
             budget -= end - start
         drops, self._drops = tuple(self._drops), []
-        return Plan(tuple(chunks), tuple(admitted), drops, tuple(copies))
+        parks, self._parks = tuple(self._parks), []
+        forgets, self._forgets = tuple(self._forgets), []
+        restores, self._restores = tuple(self._restores), []
+        return Plan(tuple(chunks), tuple(admitted), drops, tuple(copies), parks, restores, forgets)
 
     def _riders(self, lead: Sequence, later: list[Sequence], start: int, end: int, lead_rides: bool,
                 copies: list[tuple[int, int, int]], pos: dict[Sequence, int],
@@ -257,9 +289,9 @@ class Scheduler:
         out = []
         while self.waiting and len(self.running) < self.max_seqs:
             head = self.waiting[0]
-            while self.cache and (self.reserved + self.cached_cells + head.reserve > self.kv_capacity
-                                  or not self._free_ids):
-                self._evict(self._lru())
+            while (resident := [e for e in self.cache if not e.parked]) and (
+                    self.reserved + self.cached_cells + head.reserve > self.kv_capacity or not self._free_ids):
+                self._evict(_lru(resident))
             if self.reserved + head.reserve > self.kv_capacity or not self._free_ids:
                 break  # FIFO: never let a later, smaller request overtake the head
             if self.running and (head.isolated or any(r.isolated for r in self.running)):
@@ -281,14 +313,33 @@ class Scheduler:
         for e in self.cache:
             if e.key == seq.cache_key:
                 n = _common_prefix(e.tokens, seq.prompt)
-                if n > best_n:
+                if n > best_n or (n == best_n and best is not None and best.parked and not e.parked):
                     best, best_n = e, n
         best_n = min(best_n, len(seq.prompt) - 1)  # the last prompt token must run: its logits
         if best is None or best_n <= 0:
             return
+        if best.parked:
+            # An earlier running sequence that already holds this prefix (restored or computed)
+            # shares its cells instead: no second copy of the same prefix in the KV cache.
+            for r in self.running:
+                if r is seq:
+                    break
+                ready = min(_common_prefix(r.prompt, seq.prompt), r.prefilled, len(seq.prompt) - 1)
+                if r.cache_key == seq.cache_key and ready >= best_n:
+                    self._tick += 1
+                    best.last_used = self._tick
+                    copies.append((r.seq_id, seq.seq_id, ready))
+                    seq.prefilled = seq.cached = ready
+                    self.cache_hit_tokens += ready
+                    return
+            # The restore writes the whole entry before trimming it: its cells must be free then.
+            if len(best.tokens) > self.kv_capacity - (self.reserved - seq.reserve) - self.cached_cells:
+                return
+            self._restores.append((best.ref, seq.seq_id, best_n))
+        else:
+            copies.append((best.seq_id, seq.seq_id, best_n))
         self._tick += 1
         best.last_used = self._tick
-        copies.append((best.seq_id, seq.seq_id, best_n))
         seq.prefilled = seq.cached = best_n
         self.cache_hit_tokens += best_n
 
@@ -319,11 +370,11 @@ class Scheduler:
         return wait
 
     def _keep(self, seq: Sequence, sid: int) -> None:
-        """Turn a finished sequence's slot into a cache entry (or drop it)."""
+        """Turn a finished sequence's slot into a cache entry: resident, parked, or none."""
         tokens = seq.prompt + tuple(seq.history[:-1])
-        if self.max_cached <= 0 or len(tokens) == 0:
-            self._drops.append(sid)
-            self._free_ids.append(sid)
+        host = self.host_cache_tokens > 0
+        if (self.max_cached <= 0 and not host) or len(tokens) == 0 or (host and len(tokens) > self.host_cache_tokens):
+            self._release_slot(sid)
             return
         for e in list(self.cache):
             if e.key != seq.cache_key:
@@ -333,21 +384,33 @@ class Scheduler:
             elif _common_prefix(e.tokens, tokens) == len(tokens):  # the new one adds nothing
                 self._tick += 1
                 e.last_used = self._tick
-                self._drops.append(sid)
-                self._free_ids.append(sid)
+                self._release_slot(sid)
                 return
         self._tick += 1
+        if host:
+            ref, self._next_ref = self._next_ref, self._next_ref + 1
+            # The park saves the slot's cells, then clears it (not through drops: take_drops may
+            # clear slots before the next plan, and these cells must be saved first).
+            self._parks.append((sid, ref))
+            self._free_ids.append(sid)
+            self.cache.append(CacheEntry(-1, seq.cache_key, tokens, self._tick, ref))
+            while self.parked_tokens > self.host_cache_tokens or len(self.cache) > self.max_parked:
+                self._evict(_lru(self.cache))
+            return
         self.cache.append(CacheEntry(sid, seq.cache_key, tokens, self._tick))
         while len(self.cache) > self.max_cached:
-            self._evict(self._lru())
+            self._evict(_lru(self.cache))
 
-    def _lru(self) -> CacheEntry:
-        return min(self.cache, key=lambda e: e.last_used)
+    def _release_slot(self, sid: int) -> None:
+        self._drops.append(sid)
+        self._free_ids.append(sid)
 
     def _evict(self, e: CacheEntry) -> None:
         self.cache.remove(e)
-        self._drops.append(e.seq_id)
-        self._free_ids.append(e.seq_id)
+        if e.parked:
+            self._forgets.append(e.ref)
+        else:
+            self._release_slot(e.seq_id)
 
     # ------------------------------------------------------------------ results
 
@@ -384,8 +447,7 @@ class Scheduler:
         if reason in (FinishReason.STOP, FinishReason.LENGTH):
             self._keep(seq, sid)
         else:  # aborted or failed: its cells may be incomplete, never cache them
-            self._drops.append(sid)
-            self._free_ids.append(sid)
+            self._release_slot(sid)
         return Finished(seq, reason, sid)
 
     def take_drops(self) -> list[int]:
@@ -406,6 +468,10 @@ class Scheduler:
 
 
 _MIN_SHARED_WAIT = 16
+
+
+def _lru(entries: list[CacheEntry]) -> CacheEntry:
+    return min(entries, key=lambda e: e.last_used)
 
 
 def _common_prefix(a: tuple[int, ...], b: tuple[int, ...]) -> int:

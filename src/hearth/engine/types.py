@@ -117,5 +117,6 @@ class EngineMetrics:
     kv_used_tokens: int = 0  # KV cells reserved or filled by live sequences
     kv_capacity_tokens: int = 0  # total KV cells (0: unknown)
     prefix_cache_hit_tokens: int = 0  # prompt tokens served from the prefix cache
+    prefix_cache_host_tokens: int = 0  # cached prefix tokens parked in host memory (a gauge)
     prompt_tokens_total: int = 0  # prompt tokens accepted for prefill
     generated_tokens_total: int = 0  # tokens sampled

@@ -105,6 +105,8 @@ class EngineCollector(Collector):
         generated = CounterMetricFamily("hearth_generation_tokens", "Tokens generated.", labels=lbl)
         hits = CounterMetricFamily("hearth_prefix_cache_hit_tokens",
                                    "Prompt tokens served from the prefix cache.", labels=lbl)
+        host = GaugeMetricFamily("hearth_prefix_cache_host_tokens",
+                                 "Cached prompt-prefix tokens whose KV is parked in host memory.", labels=lbl)
         for engine in self._registry.engines():
             model = engine.info.id
             try:
@@ -121,7 +123,8 @@ class EngineCollector(Collector):
             prompt.add_metric([model], m.prompt_tokens_total)
             generated.add_metric([model], m.generated_tokens_total)
             hits.add_metric([model], m.prefix_cache_hit_tokens)
-        yield from (running, waiting, kv_ratio, kv_used, kv_cap, prompt, generated, hits)
+            host.add_metric([model], m.prefix_cache_host_tokens)
+        yield from (running, waiting, kv_ratio, kv_used, kv_cap, prompt, generated, hits, host)
 
 
 class Metrics:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ctypes
 import logging
 import threading
 import time
@@ -41,7 +42,8 @@ class LlamaCppConfig:
     n_threads_batch: int = 2
     flash_attn: str = "auto"
     context_length: int | None = None
-    prefix_cache_entries: int = 32
+    prefix_cache_entries: int = 32  # idle prefixes kept in the KV cache (when the host tier is off)
+    prefix_cache_host_mb: int = 0  # > 0: idle prefixes are parked in host memory instead
     # Greedy and seeded requests give bit-identical output whatever the load (see scheduler.py).
     batch_invariant: bool = False
 
@@ -81,8 +83,9 @@ class LlamaCppEngine:
     def load(self) -> None:
         """Load weights and create the context (blocking; call from a worker thread)."""
         c = self.cfg
-        # Slot ids: running sequences plus prefix-cache entries (see engine/scheduler.py).
-        m = LlamaModel(c.path, ContextConfig(c.n_ctx, c.n_batch, c.max_seqs + c.prefix_cache_entries,
+        # Slot ids: running sequences plus resident prefix-cache entries (see engine/scheduler.py).
+        resident = 0 if c.prefix_cache_host_mb > 0 else c.prefix_cache_entries
+        m = LlamaModel(c.path, ContextConfig(c.n_ctx, c.n_batch, c.max_seqs + resident,
                                              c.n_threads, c.n_threads_batch, c.flash_attn))
         self._model = m
         limit = min(m.n_ctx, m.n_ctx_train or m.n_ctx)
@@ -127,6 +130,7 @@ class LlamaCppEngine:
             kv_used_tokens=st["kv_used"],
             kv_capacity_tokens=m.n_ctx if m is not None else self.cfg.n_ctx,
             prefix_cache_hit_tokens=st["prefix_cache_hit_tokens"],
+            prefix_cache_host_tokens=st.get("prefix_cache_host_tokens", 0),
             prompt_tokens_total=st["prompt_tokens_total"],
             generated_tokens_total=st["generated_tokens_total"],
         )
@@ -191,7 +195,8 @@ class LlamaCppEngine:
 
     def _run(self) -> None:
         try:
-            _Loop(self).run()
+            self._loop = _Loop(self)
+            self._loop.run()
         except BaseException as exc:  # the thread must never die silently
             log.exception("engine thread crashed")
             self._dead = exc
@@ -205,13 +210,17 @@ class _Loop:
         assert engine._model is not None
         self.m: LlamaModel = engine._model
         cfg = engine.cfg
+        host = cfg.prefix_cache_host_mb > 0
         self.sched = Scheduler(max_seqs=cfg.max_seqs, kv_capacity=self.m.n_ctx,
                                token_budget=max(cfg.n_batch, cfg.max_seqs), max_queue=1 << 30,
-                               max_cached=cfg.prefix_cache_entries)
+                               max_cached=0 if host else cfg.prefix_cache_entries,
+                               host_cache_tokens=cfg.prefix_cache_host_mb * (1 << 20) // self.m.kv_bytes_per_token
+                               if host else 0)
         # A token may belong to every running sequence at once (a prompt prefix prefilled jointly).
         self.batch = L.llama_batch_init(self.sched.token_budget, 0, cfg.max_seqs)
         self.prompt_total = 0
         self.generated_total = 0
+        self.parked: dict[int, ctypes.Array[ctypes.c_uint8]] = {}  # host-memory prefix cache
 
     def run(self) -> None:
         try:
@@ -219,13 +228,7 @@ class _Loop:
                 for sid in self.sched.take_drops():  # an abort frees its cells now, not next step
                     self.m.seq_rm(sid)
                 plan = self.sched.schedule()
-                for sid in plan.drops:
-                    self.m.seq_rm(sid)
-                for src, dst, n in plan.copies:
-                    # dst may already hold a shorter prefix (from the cache): replace it, never
-                    # leave two cells at one position of a sequence.
-                    L.llama_memory_seq_rm(self.m.memory, dst, 0, n)
-                    L.llama_memory_seq_cp(self.m.memory, src, dst, 0, n)
+                self._apply_cache_ops(plan)
                 for seq in plan.admitted:
                     st: _Seq = seq.payload  # type: ignore[assignment]
                     st.sampler = Sampler(self.m, st.req.params, penalty_window=self.m.n_ctx)
@@ -237,13 +240,68 @@ class _Loop:
                                 "kv_reserved": self.sched.reserved, "kv_used": self.sched.kv_used,
                                 "steps": self.e.stats["steps"] + 1, "prompt_tokens_total": self.prompt_total,
                                 "generated_tokens_total": self.generated_total,
-                                "prefix_cache_hit_tokens": self.sched.cache_hit_tokens}
+                                "prefix_cache_hit_tokens": self.sched.cache_hit_tokens,
+                                "prefix_cache_host_tokens": self.sched.parked_tokens}
+                if self.sched.idle:  # park what just finished now, not when the next request comes
+                    self._apply_cache_ops(self.sched.schedule())
         finally:
             for f in self.sched.fail_all():
                 self._free(f)
             for seq in self.sched.waiting:
                 seq.payload.mailbox.fail(EngineDead("the engine stopped"))  # type: ignore[attr-defined]
             L.llama_batch_free(self.batch)
+
+    def _apply_cache_ops(self, plan: Plan) -> None:
+        """Everything in a plan that comes before its decode, in the plan's order."""
+        for sid, ref in plan.parks:
+            self._park(sid, ref)
+        for sid in plan.drops:
+            self.m.seq_rm(sid)
+        for ref in plan.forgets:
+            self.parked.pop(ref, None)
+        for ref, dst, n in plan.restores:
+            self._restore(ref, dst, n, plan)
+        for src, dst, n in plan.copies:
+            # dst may already hold a shorter prefix (from the cache): replace it, never leave two
+            # cells at one position of a sequence.
+            L.llama_memory_seq_rm(self.m.memory, dst, 0, n)
+            L.llama_memory_seq_cp(self.m.memory, src, dst, 0, n)
+
+    def _park(self, sid: int, ref: int) -> None:
+        """Move a finished sequence's cells to host memory (a parked prefix-cache entry)."""
+        ctx = self.m.ctx
+        size = L.llama_state_seq_get_size(ctx, sid)
+        # bytearray: calloc'd lazily (a ctypes array is zero-filled first: 5 ms for 12 MB).
+        buf = (ctypes.c_uint8 * size).from_buffer(bytearray(size))
+        if L.llama_state_seq_get_data(ctx, buf, size, sid) == size:
+            self.parked[ref] = buf
+        else:  # not restorable: a later hit recomputes the prefix instead
+            log.warning("could not save a cached prefix (%d bytes) to host memory", size)
+        self.m.seq_rm(sid)
+
+    def _restore(self, ref: int, dst: int, n: int, plan: Plan) -> None:
+        """Write a parked entry's cells into slot dst and keep positions [0, n). If that fails
+        (no blob, or no free cells for the whole entry), compute those n tokens instead: the
+        plan's chunks start at position n either way."""
+        buf = self.parked.get(ref)
+        if buf is not None and L.llama_state_seq_set_data(self.m.ctx, buf, len(buf), dst) == len(buf):
+            L.llama_memory_seq_rm(self.m.memory, dst, n, -1)
+            return
+        log.warning("restoring a cached prefix failed; recomputing its %d tokens", n)
+        self.m.seq_rm(dst)
+        seq = next(s for s in plan.admitted if s.seq_id == dst)
+        b = self.batch
+        for start in range(0, n, self.sched.token_budget):
+            toks = seq.prompt[start:min(n, start + self.sched.token_budget)]
+            for k, tok in enumerate(toks):
+                b.token[k] = tok
+                b.pos[k] = start + k
+                b.seq_id[k][0] = dst
+                b.n_seq_id[k] = 1
+                b.logits[k] = 0
+            b.n_tokens = len(toks)
+            if L.llama_decode(self.m.ctx, b) != 0:
+                raise GenerationFailed("llama_decode failed while recomputing a cached prefix")
 
     def _take_new(self) -> bool:
         e = self.e

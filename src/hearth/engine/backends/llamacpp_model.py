@@ -85,6 +85,11 @@ class LlamaModel:
             L.llama_model_free(self.model)
             raise EngineDead("llama.cpp could not create a context (out of memory?)")
         self.n_ctx = L.llama_n_ctx(self.ctx)
+        # One cell of every layer's f16 keys and values, as a saved sequence state holds it (plus
+        # the cell's position and sequence id).
+        head = L.llama_model_n_embd(self.model) // max(1, L.llama_model_n_head(self.model))
+        self.kv_bytes_per_token = (L.llama_model_n_layer(self.model) * L.llama_model_n_head_kv(self.model)
+                                   * head * 2 * 2 + 12)
         self.memory = L.llama_get_memory(self.ctx)
         self._piece_buf = ctypes.create_string_buffer(256)
         self._pieces: dict[int, bytes] = {}
