@@ -117,6 +117,7 @@ def build_engine(settings: Settings, spec: ModelSpec, progress: assets.Progress 
             path=str(path),
             n_ctx=e.n_ctx,
             n_batch=e.n_batch,
+            idle_step_tokens=e.idle_step_tokens,
             max_seqs=e.max_seqs,
             max_queue=e.max_queue,
             n_threads=e.n_threads,

@@ -107,6 +107,11 @@ class EngineSettings(BaseModel):
     omp_wait_policy: Literal["PASSIVE", "ACTIVE", ""] = "PASSIVE"
     n_ctx: int = Field(default=8192, ge=64, description="KV cache size in tokens, per model")
     n_batch: int = Field(default=512, ge=1, description="Max tokens per decode step (prefill chunk)")
+    idle_step_tokens: int = Field(
+        default=2048, ge=1,
+        description="Max tokens of a step in which no sequence is decoding: a prompt that fits "
+        "finishes in that one step (nothing is stalled by it); at most n_batch disables this",
+    )
     max_seqs: int = Field(default=16, ge=1, le=256, description="Sequences decoded together")
     max_queue: int = Field(default=256, ge=1, description="Waiting requests before 503")
     prefix_cache_entries: int = Field(

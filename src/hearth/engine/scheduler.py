@@ -12,6 +12,9 @@ Guarantees:
 - Every step holds the next token of every decoding sequence, then prompt chunks of admitted
   sequences (oldest first) under the per-step token budget: a long prompt never stalls the
   streams already running (chunked prefill).
+- When no sequence is decoding there is no stream to stall: the first prompt chunk of such a step
+  may run to the end of its prompt if the whole step stays within `finish_tokens` (a lone
+  1000-token prompt yields its first token after one step, not after two half-filled ones).
 - A sequence that finishes or is aborted frees its slot and its reservation at once. Its KV cells
   are cleared by the caller through the next plan's `drops`, which the caller applies before
   anything else in that step (so a slot id is never reused before its old cells are gone).
@@ -164,6 +167,7 @@ class Scheduler:
     max_cached: int = 0  # prefix-cache entries kept in the KV cache (each holds one slot id)
     host_cache_tokens: int = 0  # > 0: idle entries are parked in host memory instead (see above)
     max_parked: int = 4096  # parked entries at most (bounds the prefix search per admission)
+    finish_tokens: int = 0  # > token_budget: a step with no decoding sequence may grow to this
     waiting: collections.deque[Sequence] = field(default_factory=collections.deque)
     running: list[Sequence] = field(default_factory=list)
     reserved: int = 0
@@ -181,6 +185,11 @@ class Scheduler:
         if self.token_budget < self.max_seqs:
             raise ValueError("token_budget must hold at least one token per running sequence")
         self._free_ids = list(range(self.n_slot_ids - 1, -1, -1))
+
+    @property
+    def max_step_tokens(self) -> int:
+        """The most tokens one plan may hold (the backend's batch size)."""
+        return max(self.token_budget, self.finish_tokens)
 
     @property
     def n_slot_ids(self) -> int:
@@ -226,6 +235,7 @@ class Scheduler:
             if s.decoding:
                 chunks.append(Chunk(s, (s.last_token,), s.kv_tokens, True))
         budget = self.token_budget - len(chunks)
+        may_finish = not chunks and self.finish_tokens > self.token_budget
         prefilling = [s for s in self.running if not s.decoding]
         pos = {s: s.prefilled for s in prefilling}  # positions reached once this step's chunks run
         rides: dict[Sequence, int] = {}  # rider -> end of the prefix it shares with its leader
@@ -243,6 +253,9 @@ class Scheduler:
                 continue
             start = pos[s]
             end = start + min(budget, len(s.prompt) - start)
+            if may_finish and len(s.prompt) - start <= self.finish_tokens and not s.isolated:
+                end = len(s.prompt)  # the first chunk of an idle step: finish this prompt now
+            may_finish = False
             riders = self._riders(s, prefilling[i + 1:], start, end, s in rides, copies, pos, rides)
             chunks.append(Chunk(s, s.prompt[start:end], start, end == len(s.prompt), riders))
             pos[s] = end

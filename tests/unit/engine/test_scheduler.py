@@ -36,7 +36,7 @@ def run(sched: Scheduler, step: FakeStep, max_steps: int = 1000) -> dict[str, Fi
         if sched.idle:
             break
         plan = sched.schedule()
-        assert plan.n_tokens <= sched.token_budget
+        assert plan.n_tokens <= sched.max_step_tokens
         for f in sched.update(plan, step(plan)):
             done[f.seq.request_id] = f.reason
     return done
@@ -70,6 +70,38 @@ def test_chunked_prefill_never_stalls_running_streams() -> None:
         steps_with_short += 1
         s.update(plan, step(plan))
     assert steps_with_short == 5  # 30 prompt tokens at 7 per step (1 slot goes to the decoder)
+
+
+def test_an_idle_step_finishes_a_prompt_that_fits_in_finish_tokens() -> None:
+    s = Scheduler(max_seqs=4, kv_capacity=1000, token_budget=8, finish_tokens=32)
+    a = seq("a", prompt_len=30, max_tokens=2)
+    b = seq("b", prompt_len=5, max_tokens=2)
+    s.add(a)
+    s.add(b)
+    plan = s.schedule()
+    # Nothing decodes: a's whole prompt runs now (one step, one first token), and only a's.
+    assert [(c.seq.request_id, len(c.tokens), c.logits) for c in plan.chunks] == [("a", 30, True)]
+    s.update(plan, FakeStep()(plan))
+    plan = s.schedule()  # a decodes now: b's prompt is back under the normal budget
+    assert [(c.seq.request_id, len(c.tokens)) for c in plan.chunks] == [("a", 1), ("b", 5)]
+
+
+def test_a_prompt_longer_than_finish_tokens_is_chunked_as_usual() -> None:
+    s = Scheduler(max_seqs=4, kv_capacity=1000, token_budget=8, finish_tokens=16)
+    s.add(seq("a", prompt_len=30, max_tokens=2))
+    step = FakeStep()
+    assert run(s, step) == {"a": FinishReason.LENGTH}
+    assert [len(c.tokens) for c in step.plans[0].chunks] == [8]
+
+
+def test_finish_tokens_never_grows_a_step_beside_decoding_streams() -> None:
+    s = Scheduler(max_seqs=4, kv_capacity=1000, token_budget=8, finish_tokens=64)
+    s.add(seq("short", prompt_len=2, max_tokens=20))
+    step = FakeStep()
+    s.update(p := s.schedule(), step(p))
+    s.add(seq("long", prompt_len=30, max_tokens=2))
+    plan = s.schedule()
+    assert plan.n_tokens == 8 and [c.seq.request_id for c in plan.chunks] == ["short", "long"]
 
 
 def test_eog_finishes_with_stop_and_frees_the_slot() -> None:

@@ -36,6 +36,7 @@ class LlamaCppConfig:
     path: str
     n_ctx: int = 8192
     n_batch: int = 512
+    idle_step_tokens: int = 2048  # a step with no decoding sequence may finish a prompt up to this
     max_seqs: int = 16
     max_queue: int = 256
     n_threads: int = 2
@@ -85,8 +86,10 @@ class LlamaCppEngine:
         c = self.cfg
         # Slot ids: running sequences plus resident prefix-cache entries (see engine/scheduler.py).
         resident = 0 if c.prefix_cache_host_mb > 0 else c.prefix_cache_entries
-        m = LlamaModel(c.path, ContextConfig(c.n_ctx, c.n_batch, c.max_seqs + resident,
-                                             c.n_threads, c.n_threads_batch, c.flash_attn))
+        # A decode call may hold an idle step's tokens; the compute buffers stay sized by n_batch.
+        m = LlamaModel(c.path, ContextConfig(c.n_ctx, max(c.n_batch, c.idle_step_tokens), c.max_seqs + resident,
+                                             c.n_threads, c.n_threads_batch, c.flash_attn,
+                                             n_ubatch=min(c.n_batch, 512)))
         self._model = m
         limit = min(m.n_ctx, m.n_ctx_train or m.n_ctx)
         if c.context_length:
@@ -213,11 +216,12 @@ class _Loop:
         host = cfg.prefix_cache_host_mb > 0
         self.sched = Scheduler(max_seqs=cfg.max_seqs, kv_capacity=self.m.n_ctx,
                                token_budget=max(cfg.n_batch, cfg.max_seqs), max_queue=1 << 30,
+                               finish_tokens=cfg.idle_step_tokens,
                                max_cached=0 if host else cfg.prefix_cache_entries,
                                host_cache_tokens=cfg.prefix_cache_host_mb * (1 << 20) // self.m.kv_bytes_per_token
                                if host else 0)
         # A token may belong to every running sequence at once (a prompt prefix prefilled jointly).
-        self.batch = L.llama_batch_init(self.sched.token_budget, 0, cfg.max_seqs)
+        self.batch = L.llama_batch_init(self.sched.max_step_tokens, 0, cfg.max_seqs)
         self.prompt_total = 0
         self.generated_total = 0
         self.parked: dict[int, ctypes.Array[ctypes.c_uint8]] = {}  # host-memory prefix cache

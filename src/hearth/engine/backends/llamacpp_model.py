@@ -41,6 +41,7 @@ class ContextConfig:
     n_threads: int
     n_threads_batch: int
     flash_attn: str = "auto"
+    n_ubatch: int = 0  # tokens per compute pass inside one decode; 0: min(n_batch, 512)
 
 
 def _extra_buffers_safe() -> bool:
@@ -70,7 +71,7 @@ class LlamaModel:
         cp = L.llama_context_default_params()
         cp.n_ctx = cfg.n_ctx
         cp.n_batch = cfg.n_batch
-        cp.n_ubatch = min(cfg.n_batch, 512)
+        cp.n_ubatch = cfg.n_ubatch or min(cfg.n_batch, 512)  # compute buffers are sized by this
         cp.n_seq_max = cfg.n_seq_max
         cp.n_threads = cfg.n_threads
         cp.n_threads_batch = cfg.n_threads_batch
