@@ -283,7 +283,8 @@ async def test_a_longer_share_from_a_running_request_replaces_the_cached_prefix(
 @pytest.fixture
 async def host_engine(tiny_gguf_path: Path) -> AsyncIterator[LlamaCppEngine]:
     e = LlamaCppEngine(LlamaCppConfig(model_id="tiny", path=str(tiny_gguf_path), n_ctx=1024, n_batch=64,
-                                      max_seqs=8, n_threads=1, n_threads_batch=1, prefix_cache_host_mb=16))
+                                      max_seqs=8, n_threads=1, n_threads_batch=1, prefix_cache_host_mb=16,
+                                      prefix_cache_entries=0))  # every finished prompt goes to host memory
     await e.start()
     yield e
     await e.stop()
@@ -310,3 +311,23 @@ async def test_a_lost_parked_prefix_is_recomputed(host_engine: LlamaCppEngine) -
     e._loop.parked.clear()  # the saved cells are gone: the restore must fall back to computing them
     warm = await run(e, req(e, prompt, rid="l2", max_tokens=10))
     assert warm[1] == cold[1]
+
+
+async def test_an_entry_unused_while_others_run_moves_to_host_and_comes_back(tiny_gguf_path: Path) -> None:
+    e = LlamaCppEngine(LlamaCppConfig(model_id="tiny", path=str(tiny_gguf_path), n_ctx=1024, n_batch=64,
+                                      max_seqs=8, n_threads=1, n_threads_batch=1, prefix_cache_host_mb=16,
+                                      prefix_cache_entries=4))
+    await e.start()
+    try:
+        prompt = "The ferry left at seven and came back at nine, every day of the year but one"
+        cold = await run(e, req(e, prompt, rid="a", max_tokens=6))
+        assert e.metrics().prefix_cache_host_tokens == 0  # resident: a reuse now is a plain copy
+        # Another request runs for 40 steps: the unused entry is parked after 16 of them.
+        await run(e, req(e, "Something else entirely, to keep the engine busy", rid="busy", max_tokens=40))
+        assert await idle(e)
+        m = e.metrics()
+        assert m.prefix_cache_host_tokens == len(e.tokenize(prompt)) + 5
+        warm = await run(e, req(e, prompt, rid="b", max_tokens=6))
+        assert warm[2].cached_tokens == len(e.tokenize(prompt)) - 1 and warm[1] == cold[1]
+    finally:
+        await e.stop()

@@ -35,11 +35,13 @@ are too many. Only requests with the same `cache_key` (tenant) ever share cells.
 
 Host tier (`host_cache_tokens > 0`): idle cells are not free. Attention in a unified KV cache runs
 over every cell up to the highest one in use, masked or not, so idle cached prefixes slow every
-step of the running sequences. With the host tier, a finished sequence's KV is parked in host
-memory at once (`Plan.parks`: the backend saves its cells and frees them) and the KV cache holds
-only running sequences; a new sequence that matches a parked entry gets its KV written back into
-its own slot (`Plan.restores`, then trimmed to the matched length) instead of recomputing it.
-Parked entries are evicted least-recently-used beyond `host_cache_tokens` (`Plan.forgets`).
+step of the running sequences. With the host tier, an entry that leaves the KV cache (unused for
+`park_after` steps while others run, one per step; or its cells or slot are needed; or more than
+`max_cached` are resident) is parked in host memory (`Plan.parks`: the backend saves its cells and
+frees them) instead of dropped. A new sequence that matches a parked entry gets its KV written
+back into its own slot (`Plan.restores`, then trimmed to the matched length) — or shares the cells
+of a running sequence that holds them — instead of recomputing it. Parked entries are evicted
+least-recently-used beyond `host_cache_tokens` (`Plan.forgets`).
 
 Joint prefill: requests of one tenant admitted together whose prompts share a prefix (a burst with
 one system prompt, the n>1 choices of one request) compute it once. The first is the leader; the
@@ -53,7 +55,7 @@ cache, from a copy or by riding count as its `cached` tokens.
 from __future__ import annotations
 
 import collections
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from hearth.engine.errors import Overloaded
@@ -152,6 +154,7 @@ class CacheEntry:
     tokens: tuple[int, ...]
     last_used: int
     ref: int = -1  # host-memory id when parked
+    used_step: int = 0  # the scheduler step it was created or last reused in
 
     @property
     def parked(self) -> bool:
@@ -165,8 +168,9 @@ class Scheduler:
     token_budget: int
     max_queue: int = 256
     max_cached: int = 0  # prefix-cache entries kept in the KV cache (each holds one slot id)
-    host_cache_tokens: int = 0  # > 0: idle entries are parked in host memory instead (see above)
+    host_cache_tokens: int = 0  # > 0: entries leaving the KV cache are parked in host memory
     max_parked: int = 4096  # parked entries at most (bounds the prefix search per admission)
+    park_after: int = 16  # steps a resident entry stays unused before it is parked
     finish_tokens: int = 0  # > token_budget: a step with no decoding sequence may grow to this
     waiting: collections.deque[Sequence] = field(default_factory=collections.deque)
     running: list[Sequence] = field(default_factory=list)
@@ -180,6 +184,7 @@ class Scheduler:
     _restores: list[tuple[int, int, int]] = field(default_factory=list)
     _next_ref: int = 0
     _tick: int = 0
+    _steps: int = 0
 
     def __post_init__(self) -> None:
         if self.token_budget < self.max_seqs:
@@ -230,6 +235,14 @@ class Scheduler:
     def schedule(self) -> Plan:
         copies: list[tuple[int, int, int]] = []
         admitted = self._admit(copies)
+        self._steps += 1
+        if self.host_cache_tokens > 0 and self.running:
+            # Idle cells cost every step that runs: an entry unused for park_after steps moves to
+            # host memory, one per step (a park copies its cells: spread them, never a burst). An
+            # idle engine parks nothing: no step pays for the cells then.
+            stale = [e for e in self._resident(but=copies) if self._steps - e.used_step >= self.park_after]
+            if stale:
+                self._park(_lru(stale))
         chunks: list[Chunk] = []
         for s in self.running:
             if s.decoding:
@@ -302,10 +315,12 @@ class Scheduler:
         out = []
         while self.waiting and len(self.running) < self.max_seqs:
             head = self.waiting[0]
-            while (resident := [e for e in self.cache if not e.parked]) and (
+            # Make room: resident entries leave (parked, or dropped without a host tier), except
+            # those this plan copies from (their cells must still be there when the copy runs).
+            while (spare := self._resident(but=copies)) and (
                     self.reserved + self.cached_cells + head.reserve > self.kv_capacity or not self._free_ids):
-                self._evict(_lru(resident))
-            if self.reserved + head.reserve > self.kv_capacity or not self._free_ids:
+                self._retire(_lru(spare))
+            if self.reserved + self.cached_cells + head.reserve > self.kv_capacity or not self._free_ids:
                 break  # FIFO: never let a later, smaller request overtake the head
             if self.running and (head.isolated or any(r.isolated for r in self.running)):
                 break  # an isolated sequence runs with the engine to itself (FIFO still holds)
@@ -340,7 +355,7 @@ class Scheduler:
                 ready = min(_common_prefix(r.prompt, seq.prompt), r.prefilled, len(seq.prompt) - 1)
                 if r.cache_key == seq.cache_key and ready >= best_n:
                     self._tick += 1
-                    best.last_used = self._tick
+                    best.last_used, best.used_step = self._tick, self._steps
                     copies.append((r.seq_id, seq.seq_id, ready))
                     seq.prefilled = seq.cached = ready
                     self.cache_hit_tokens += ready
@@ -352,7 +367,7 @@ class Scheduler:
         else:
             copies.append((best.seq_id, seq.seq_id, best_n))
         self._tick += 1
-        best.last_used = self._tick
+        best.last_used, best.used_step = self._tick, self._steps
         seq.prefilled = seq.cached = best_n
         self.cache_hit_tokens += best_n
 
@@ -386,7 +401,8 @@ class Scheduler:
         """Turn a finished sequence's slot into a cache entry: resident, parked, or none."""
         tokens = seq.prompt + tuple(seq.history[:-1])
         host = self.host_cache_tokens > 0
-        if (self.max_cached <= 0 and not host) or len(tokens) == 0 or (host and len(tokens) > self.host_cache_tokens):
+        too_long = host and len(tokens) > self.host_cache_tokens
+        if (self.max_cached <= 0 and not host) or len(tokens) == 0 or too_long:
             self._release_slot(sid)
             return
         for e in list(self.cache):
@@ -400,19 +416,31 @@ class Scheduler:
                 self._release_slot(sid)
                 return
         self._tick += 1
-        if host:
-            ref, self._next_ref = self._next_ref, self._next_ref + 1
-            # The park saves the slot's cells, then clears it (not through drops: take_drops may
-            # clear slots before the next plan, and these cells must be saved first).
-            self._parks.append((sid, ref))
-            self._free_ids.append(sid)
-            self.cache.append(CacheEntry(-1, seq.cache_key, tokens, self._tick, ref))
-            while self.parked_tokens > self.host_cache_tokens or len(self.cache) > self.max_parked:
-                self._evict(_lru(self.cache))
-            return
-        self.cache.append(CacheEntry(sid, seq.cache_key, tokens, self._tick))
-        while len(self.cache) > self.max_cached:
-            self._evict(_lru(self.cache))
+        self.cache.append(CacheEntry(sid, seq.cache_key, tokens, self._tick, used_step=self._steps))
+        while len(resident := self._resident()) > self.max_cached:
+            self._retire(_lru(resident))
+
+    def _resident(self, but: Iterable[tuple[int, int, int]] = ()) -> list[CacheEntry]:
+        """Cache entries whose cells are in the KV cache, except sources of the given copies."""
+        busy = {src for src, _, _ in but}
+        return [e for e in self.cache if not e.parked and e.seq_id not in busy]
+
+    def _retire(self, e: CacheEntry) -> None:
+        """A resident entry leaves the KV cache: to host memory if there is a host tier."""
+        if self.host_cache_tokens > 0:
+            self._park(e)
+        else:
+            self._evict(e)
+
+    def _park(self, e: CacheEntry) -> None:
+        ref, self._next_ref = self._next_ref, self._next_ref + 1
+        # The park saves the slot's cells, then clears it (not through drops: take_drops may clear
+        # slots before the next plan, and these cells must be saved first).
+        self._parks.append((e.seq_id, ref))
+        self._free_ids.append(e.seq_id)
+        e.seq_id, e.ref = -1, ref
+        while self.parked_tokens > self.host_cache_tokens or len(self.cache) > self.max_parked:
+            self._evict(_lru([x for x in self.cache if x.parked]))  # e itself at least is parked
 
     def _release_slot(self, sid: int) -> None:
         self._drops.append(sid)

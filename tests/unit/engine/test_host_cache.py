@@ -48,9 +48,10 @@ class KVSim:
                 rh = self.slots.setdefault(r.seq_id, [])
                 assert rh == list(r.prompt[:c.pos])
                 rh.extend(c.tokens[:n])
-        # The KV cache holds running sequences only: every idle prefix is parked.
-        live = {s.seq_id for s in sched.running}
+        # The KV cache holds running sequences and resident entries only: the rest is parked.
+        live = {s.seq_id for s in sched.running} | {e.seq_id for e in sched.cache if not e.parked}
         assert all(not cells for sid, cells in self.slots.items() if sid not in live)
+        assert len([e for e in sched.cache if not e.parked]) <= sched.max_cached
         out = {}
         for s in plan.sample:
             n = s.generated + 1
@@ -162,10 +163,60 @@ def test_no_restore_when_the_whole_entry_would_not_fit_in_the_free_cells() -> No
     drive(s, kv)
 
 
+def test_stale_resident_entries_move_to_host_one_per_step_while_others_run() -> None:
+    s = host(max_cached=4, max_seqs=5, token_budget=64, park_after=3)
+    kv = KVSim()
+    s.add(Sequence("long", tuple(range(900, 905)), 30, cache_key="q"))
+    for i in range(3):
+        s.add(Sequence(f"s{i}", tuple(range(100 * (i + 1), 100 * (i + 1) + 6)), 2, cache_key="p"))
+    parks_per_plan = []
+    for _ in range(10):
+        plan = s.schedule()
+        parks_per_plan.append(len(plan.parks))
+        s.update(plan, kv(plan, s))
+    # The three short ones finish together after step 2 and stay resident (a reuse now would be a
+    # cheap copy); once unused for 3 steps while `long` runs they leave, one a step.
+    assert parks_per_plan == [0, 0, 0, 0, 1, 1, 1, 0, 0, 0]
+    assert s.cached_cells == 0 and s.parked_tokens == 3 * 7
+
+
+def test_an_idle_engine_parks_nothing_and_a_reused_entry_stays() -> None:
+    s = host(max_cached=4, park_after=2)
+    kv = KVSim()
+    s.add(Sequence("a", (1, 2, 3, 4, 5, 6), 2, cache_key="p"))
+    drive(s, kv)
+    for _ in range(5):
+        kv(plan := s.schedule(), s)
+        assert plan.parks == ()  # nothing runs: idle cells cost no step
+    b = Sequence("b", (1, 2, 3, 4, 9), 3, cache_key="p")
+    s.add(b)
+    plan = s.schedule()
+    assert plan.copies == ((s.cache[0].seq_id, b.seq_id, 4),) and plan.restores == ()
+
+
+def test_an_entry_is_never_parked_in_the_plan_that_copies_from_it() -> None:
+    s = host(max_cached=2, max_seqs=2, kv_capacity=30, token_budget=16)
+    kv = KVSim()
+    s.add(Sequence("r", tuple(range(500, 504)), 12, cache_key="q"))  # keeps the engine busy
+    s.update(p := s.schedule(), kv(p, s))
+    s.add(Sequence("a", (1, 2, 3, 4, 5, 6), 1, cache_key="p"))
+    while any(x.request_id == "a" for x in s.running + list(s.waiting)):
+        s.update(p := s.schedule(), kv(p, s))
+    assert [e.parked for e in s.cache] == [False]  # resident, not yet moved out
+    b = Sequence("b", (1, 2, 3, 4, 9), 2, cache_key="p")  # copies from it; room is tight
+    s.add(b)
+    plan = s.schedule()
+    src = plan.copies[0][0] if plan.copies else None
+    assert src is not None and all(sid != src for sid, _ in plan.parks)
+    s.update(plan, kv(plan, s))
+    drive(s, kv)
+
+
+@pytest.mark.parametrize("resident", [0, 3])
 @pytest.mark.parametrize("seed", range(6))
-def test_random_load_keeps_every_sequence_on_its_own_tokens(seed: int) -> None:
+def test_random_load_keeps_every_sequence_on_its_own_tokens(seed: int, resident: int) -> None:
     rng = random.Random(seed)
-    s = host(max_seqs=6, kv_capacity=600, token_budget=24, host_cache_tokens=300)
+    s = host(max_seqs=6, kv_capacity=600, token_budget=24, host_cache_tokens=300, max_cached=resident)
     stops: dict[str, int] = {}
     kv = KVSim(stops)
     systems = {k: tuple(rng.randrange(10, 500) for _ in range(rng.randrange(5, 40))) for k in "pq"}
@@ -193,4 +244,4 @@ def test_random_load_keeps_every_sequence_on_its_own_tokens(seed: int) -> None:
     drive(s, kv)
     kv(s.schedule(), s)  # the last parks and forgets ride on the next plan
     assert kv.restored > 0 and s.cache_hit_tokens >= kv.restored
-    assert s.parked_tokens <= 300 and set(kv.parked) == {e.ref for e in s.cache}
+    assert s.parked_tokens <= 300 and set(kv.parked) == {e.ref for e in s.cache if e.parked}
