@@ -115,13 +115,14 @@ class EngineSettings(BaseModel):
     max_seqs: int = Field(default=16, ge=1, le=256, description="Sequences decoded together")
     max_queue: int = Field(default=256, ge=1, description="Waiting requests before 503")
     prefix_cache_entries: int = Field(
-        default=32, ge=0, le=200, description="Finished prompts whose KV is kept for reuse; 0 disables"
+        default=32, ge=0, le=200,
+        description="Finished prompts whose KV stays in the KV cache for reuse (beyond: host tier)",
     )
     prefix_cache_host_mb: int = Field(
         default=1024, ge=0,
-        description="Host memory per model for idle cached prompt prefixes: their KV leaves the KV "
-        "cache (where idle cells slow every decode step) and is written back on reuse; 0 keeps "
-        "up to prefix_cache_entries of them in the KV cache instead",
+        description="Host memory per model for cached prompt prefixes that leave the KV cache (idle "
+        "cells slow every decode step): their KV is saved there and written back on reuse; 0 drops "
+        "them",
     )
     flash_attn: Literal["auto", "on", "off"] = "auto"
     memory_limit_mb: int | None = Field(

@@ -322,8 +322,9 @@ async def test_an_entry_unused_while_others_run_moves_to_host_and_comes_back(tin
         prompt = "The ferry left at seven and came back at nine, every day of the year but one"
         cold = await run(e, req(e, prompt, rid="a", max_tokens=6))
         assert e.metrics().prefix_cache_host_tokens == 0  # resident: a reuse now is a plain copy
-        # Another request runs for 40 steps: the unused entry is parked after 16 of them.
-        await run(e, req(e, "Something else entirely, to keep the engine busy", rid="busy", max_tokens=40))
+        # Two other requests run for 40 steps: the unused entry is parked after 16 of them.
+        await asyncio.gather(*(run(e, req(e, f"Something else entirely, number {i}", rid=f"busy{i}", max_tokens=40))
+                               for i in range(2)))
         assert await idle(e)
         m = e.metrics()
         assert m.prefix_cache_host_tokens == len(e.tokenize(prompt)) + 5

@@ -236,10 +236,13 @@ class Scheduler:
         copies: list[tuple[int, int, int]] = []
         admitted = self._admit(copies)
         self._steps += 1
-        if self.host_cache_tokens > 0 and self.running:
+        if self.host_cache_tokens > 0 and len(self.running) > 1:
             # Idle cells cost every step that runs: an entry unused for park_after steps moves to
             # host memory, one per step (a park copies its cells: spread them, never a burst). An
-            # idle engine parks nothing: no step pays for the cells then.
+            # idle engine parks nothing: no step pays for the cells then. Nor does a lone sequence
+            # see cells freed under it: llama.cpp would place its next tokens in them, which
+            # changes its attention's summation order, so a request alone would no longer repeat
+            # its output exactly.
             stale = [e for e in self._resident(but=copies) if self._steps - e.used_step >= self.park_after]
             if stale:
                 self._park(_lru(stale))

@@ -167,6 +167,7 @@ def test_stale_resident_entries_move_to_host_one_per_step_while_others_run() -> 
     s = host(max_cached=4, max_seqs=5, token_budget=64, park_after=3)
     kv = KVSim()
     s.add(Sequence("long", tuple(range(900, 905)), 30, cache_key="q"))
+    s.add(Sequence("long2", tuple(range(950, 955)), 30, cache_key="q"))
     for i in range(3):
         s.add(Sequence(f"s{i}", tuple(range(100 * (i + 1), 100 * (i + 1) + 6)), 2, cache_key="p"))
     parks_per_plan = []
@@ -175,12 +176,24 @@ def test_stale_resident_entries_move_to_host_one_per_step_while_others_run() -> 
         parks_per_plan.append(len(plan.parks))
         s.update(plan, kv(plan, s))
     # The three short ones finish together after step 2 and stay resident (a reuse now would be a
-    # cheap copy); once unused for 3 steps while `long` runs they leave, one a step.
+    # cheap copy); once unused for 3 steps while the long ones run they leave, one a step.
     assert parks_per_plan == [0, 0, 0, 0, 1, 1, 1, 0, 0, 0]
     assert s.cached_cells == 0 and s.parked_tokens == 3 * 7
 
 
-def test_an_idle_engine_parks_nothing_and_a_reused_entry_stays() -> None:
+def test_a_lone_sequence_never_sees_cells_freed_under_it() -> None:
+    s = host(max_cached=4, park_after=1)
+    kv = KVSim()
+    s.add(Sequence("a", (1, 2, 3, 4), 1, cache_key="p"))
+    drive(s, kv)
+    s.add(Sequence("alone", (7, 8, 9), 20, cache_key="p"))
+    while not s.idle:
+        plan = s.schedule()
+        assert plan.parks == ()  # a's entry stays put: alone's output repeats exactly
+        s.update(plan, kv(plan, s))
+
+
+def test_an_idle_engine_parks_nothing() -> None:
     s = host(max_cached=4, park_after=2)
     kv = KVSim()
     s.add(Sequence("a", (1, 2, 3, 4, 5, 6), 2, cache_key="p"))

@@ -44,8 +44,8 @@ class LlamaCppConfig:
     n_threads_batch: int = 2
     flash_attn: str = "auto"
     context_length: int | None = None
-    prefix_cache_entries: int = 32  # idle prefixes kept in the KV cache (when the host tier is off)
-    prefix_cache_host_mb: int = 0  # > 0: idle prefixes are parked in host memory instead
+    prefix_cache_entries: int = 32  # finished prompts kept in the KV cache for reuse
+    prefix_cache_host_mb: int = 0  # > 0: those leaving the KV cache are parked in host memory
     # Greedy and seeded requests give bit-identical output whatever the load (see scheduler.py).
     batch_invariant: bool = False
 
@@ -75,6 +75,7 @@ class LlamaCppEngine:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._dead: BaseException | None = None
+        self._loop: _Loop | None = None  # the engine thread's state (tests inspect its host cache)
         # Written by the engine thread after every step; read by metrics and tests.
         self.stats: dict[str, int] = {"running": 0, "waiting": 0, "kv_reserved": 0, "kv_used": 0, "steps": 0,
                                       "prompt_tokens_total": 0, "generated_tokens_total": 0,
@@ -231,7 +232,8 @@ class _Loop:
                 for sid in self.sched.take_drops():  # an abort frees its cells now, not next step
                     self.m.seq_rm(sid)
                 plan = self.sched.schedule()
-                self._apply_cache_ops(plan)
+                if not self._apply_cache_ops(plan):
+                    continue  # every running sequence has failed; the plan is void
                 for seq in plan.admitted:
                     st: _Seq = seq.payload  # type: ignore[assignment]
                     st.sampler = Sampler(self.m, st.req.params, penalty_window=self.m.n_ctx)
@@ -252,7 +254,7 @@ class _Loop:
                 seq.payload.mailbox.fail(EngineDead("the engine stopped"))  # type: ignore[attr-defined]
             L.llama_batch_free(self.batch)
 
-    def _apply_cache_ops(self, plan: Plan) -> None:
+    def _apply_cache_ops(self, plan: Plan) -> bool:
         """Everything in a plan that comes before its decode, in the plan's order."""
         for sid, ref in plan.parks:
             self._park(sid, ref)
@@ -261,12 +263,15 @@ class _Loop:
         for ref in plan.forgets:
             self.parked.pop(ref, None)
         for ref, dst, n in plan.restores:
-            self._restore(ref, dst, n, plan)
+            if not self._restore(ref, dst, n, plan):
+                self._fail_all(GenerationFailed("llama_decode failed while recomputing a cached prefix"))
+                return False
         for src, dst, n in plan.copies:
             # dst may already hold a shorter prefix (from the cache): replace it, never leave two
             # cells at one position of a sequence.
             L.llama_memory_seq_rm(self.m.memory, dst, 0, n)
             L.llama_memory_seq_cp(self.m.memory, src, dst, 0, n)
+        return True
 
     def _park(self, sid: int, ref: int) -> None:
         """Move a finished sequence's cells to host memory (a parked prefix-cache entry)."""
@@ -279,14 +284,14 @@ class _Loop:
             log.warning("could not save a cached prefix (%d bytes) to host memory", size)
         self.m.seq_rm(sid)
 
-    def _restore(self, ref: int, dst: int, n: int, plan: Plan) -> None:
+    def _restore(self, ref: int, dst: int, n: int, plan: Plan) -> bool:
         """Write a parked entry's cells into slot dst and keep positions [0, n). If that fails
-        (no blob, or no free cells for the whole entry), compute those n tokens instead: the
-        plan's chunks start at position n either way."""
+        (no saved cells, or no free cells for the whole entry), compute those n tokens instead:
+        the plan's chunks start at position n either way. False if even that failed."""
         buf = self.parked.get(ref)
         if buf is not None and L.llama_state_seq_set_data(self.m.ctx, buf, len(buf), dst) == len(buf):
             L.llama_memory_seq_rm(self.m.memory, dst, n, -1)
-            return
+            return True
         log.warning("restoring a cached prefix failed; recomputing its %d tokens", n)
         self.m.seq_rm(dst)
         seq = next(s for s in plan.admitted if s.seq_id == dst)
@@ -301,7 +306,8 @@ class _Loop:
                 b.logits[k] = 0
             b.n_tokens = len(toks)
             if L.llama_decode(self.m.ctx, b) != 0:
-                raise GenerationFailed("llama_decode failed while recomputing a cached prefix")
+                return False
+        return True
 
     def _take_new(self) -> bool:
         e = self.e
@@ -359,14 +365,16 @@ class _Loop:
         b.n_tokens = n
         rc = L.llama_decode(self.m.ctx, b)
         if rc != 0:
-            err = GenerationFailed(f"llama_decode failed with status {rc}")
-            for f in self.sched.fail_all():
-                f.seq.payload.mailbox.fail(err)  # type: ignore[attr-defined]
-                self._free(f)
+            self._fail_all(GenerationFailed(f"llama_decode failed with status {rc}"))
             return False
         for seq, idx in want:
             sampled[seq] = self._sample(seq, idx)
         return True
+
+    def _fail_all(self, err: Exception) -> None:
+        for f in self.sched.fail_all():
+            f.seq.payload.mailbox.fail(err)  # type: ignore[attr-defined]
+            self._free(f)
 
     def _sample(self, seq: Seq, idx: int) -> Sampled:
         st: _Seq = seq.payload  # type: ignore[assignment]
