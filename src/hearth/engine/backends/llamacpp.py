@@ -264,8 +264,7 @@ class _Loop:
             self.parked.pop(ref, None)
         for ref, dst, n in plan.restores:
             if not self._restore(ref, dst, n, plan):
-                self._fail_all(GenerationFailed("llama_decode failed while recomputing a cached prefix"))
-                return False
+                return False  # _decode has failed every running sequence
         for src, dst, n in plan.copies:
             # dst may already hold a shorter prefix (from the cache): replace it, never leave two
             # cells at one position of a sequence.
@@ -287,7 +286,8 @@ class _Loop:
     def _restore(self, ref: int, dst: int, n: int, plan: Plan) -> bool:
         """Write a parked entry's cells into slot dst and keep positions [0, n). If that fails
         (no saved cells, or no free cells for the whole entry), compute those n tokens instead:
-        the plan's chunks start at position n either way. False if even that failed."""
+        the plan's chunks start at position n either way. False if even that failed (then
+        every running sequence has been failed)."""
         buf = self.parked.get(ref)
         if buf is not None and L.llama_state_seq_set_data(self.m.ctx, buf, len(buf), dst) == len(buf):
             L.llama_memory_seq_rm(self.m.memory, dst, n, -1)
@@ -295,19 +295,9 @@ class _Loop:
         log.warning("restoring a cached prefix failed; recomputing its %d tokens", n)
         self.m.seq_rm(dst)
         seq = next(s for s in plan.admitted if s.seq_id == dst)
-        b = self.batch
-        for start in range(0, n, self.sched.token_budget):
-            toks = seq.prompt[start:min(n, start + self.sched.token_budget)]
-            for k, tok in enumerate(toks):
-                b.token[k] = tok
-                b.pos[k] = start + k
-                b.seq_id[k][0] = dst
-                b.n_seq_id[k] = 1
-                b.logits[k] = 0
-            b.n_tokens = len(toks)
-            if L.llama_decode(self.m.ctx, b) != 0:
-                return False
-        return True
+        step = self.sched.token_budget
+        return all(self._decode((Chunk(seq, seq.prompt[i:min(n, i + step)], i, False),), {})
+                   for i in range(0, n, step))
 
     def _take_new(self) -> bool:
         e = self.e
