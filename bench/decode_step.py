@@ -44,6 +44,7 @@ def main() -> None:
     p.add_argument("--cached", type=int, default=16, help="idle finished sequences for unified+cached")
     p.add_argument("--cached-len", type=int, default=190, help="tokens of each idle sequence")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--flash-attn", choices=["auto", "on", "off"], default="auto")
     a = p.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     hearth = str(Path(sys.executable).parent / "hearth")
@@ -59,6 +60,8 @@ def main() -> None:
         cp.n_seq_max = a.seqs + idle if unified else a.seqs
         cp.n_threads = cp.n_threads_batch = a.threads
         cp.kv_unified = unified
+        cp.flash_attn_type = {"on": L.LLAMA_FLASH_ATTN_TYPE_ENABLED, "off": L.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+                              "auto": L.LLAMA_FLASH_ATTN_TYPE_AUTO}[a.flash_attn]
         cp.no_perf = True
         ctx = L.llama_init_from_model(m.model, cp)
         b = L.llama_batch_init(512, 0, 1)

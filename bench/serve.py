@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import random
+import re
 import shlex
 import signal
 import socket
@@ -554,6 +555,13 @@ def summarize(results: list[ReqResult], t0: float, t1: float) -> dict[str, Any]:
 SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
 
 
+def _cpu_has_amx() -> bool:
+    try:
+        return "amx_tile" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
 def build_jobs(workload: str, args: argparse.Namespace, rep: int) -> list[dict[str, Any]]:
     """Returns phases: each {name, concurrency, jobs}. Identical for both servers in a rep."""
     mt = args.max_tokens
@@ -995,12 +1003,19 @@ def main(argv: list[str] | None = None) -> int:
         "parallel": str(args.parallel),
     }
     label = args.hearth_label
+    llama_extra = args.llama_extra
+    if _cpu_has_amx() and not re.search(r"(^|\s)(-nr|--no-repack|--repack)(\s|$)", llama_extra):
+        # llama.cpp's repacked/AMX weight buffers crash on batched decodes where the CPU has AMX
+        # (llama-server dies with SIGILL/SIGSEGV in libggml-cpu); hearth turns the same buffers off
+        # there (engine/backends/llamacpp_model.py), so both servers run the same kernels.
+        llama_extra = (llama_extra + " -nr").strip()
+        print("CPU has AMX: llama-server runs with -nr (no weight repacking), as hearth does", flush=True)
     specs = {
         "hearth": ServerSpec(
             label, (args.hearth_cmd + " " + args.hearth_extra).strip(), ("/health", "/v1/models")
         ),
         "llama-server": ServerSpec(
-            "llama-server", (args.llama_cmd + " " + args.llama_extra).strip(), ("/health",)
+            "llama-server", (args.llama_cmd + " " + llama_extra).strip(), ("/health",)
         ),
     }
     if args.hearth_b_cmd:  # a second hearth configuration in the same run (A/B of one setting)

@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""hearth's llama.cpp engine under concurrent load, without HTTP: where a step's time goes.
+
+Drives `LlamaCppEngine` directly with the same chat prompts as `bench/serve.py`'s cN workload
+(greedy, `--max-tokens` each, `--concurrency` streams, `--requests` in all) and prints output
+tokens/s, inter-token p50/p95 and TTFT p50 as the engine itself delivers them. Compare with a
+`bench/serve.py --workloads cN` run to see what the HTTP side costs, and with
+`bench/decode_step.py` for llama.cpp's raw step.
+
+    .venv/bin/python bench/engine_load.py [--concurrency 16] [--requests 32] [--set KEY=VAL ...]
+
+`--set` overrides LlamaCppConfig fields (e.g. `--set prefix_cache_host_mb=0`). With `-v` the
+engine logs every step's timings (debug level).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from serve import SYSTEM, story_prompt  # noqa: E402  (same prompts as the HTTP benchmark)
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help="GGUF (default: the assembled default model)")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--requests", type=int, default=32)
+    p.add_argument("--max-tokens", type=int, default=128)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VAL")
+    p.add_argument("-v", action="store_true", help="log every step (debug)")
+    a = p.parse_args()
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    logging.basicConfig(level=logging.DEBUG if a.v else logging.WARNING,
+                        format="%(asctime)s %(name)s %(message)s")
+
+    from hearth.config import Settings
+    from hearth.engine.backends.llamacpp import LlamaCppConfig, LlamaCppEngine
+    from hearth.engine.types import GenerationRequest, SamplingParams
+    from hearth.rendering.chat_template import load_chat_template
+
+    hearth = str(Path(sys.executable).parent / "hearth")
+    path = a.model or subprocess.run([hearth, "models", "path", "qwen2.5-coder-0.5b-instruct"],
+                                     capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    e = Settings().engine  # the server's defaults, so the engine runs as `hearth serve` runs it
+    cfg = LlamaCppConfig(model_id="m", path=path, n_ctx=e.n_ctx, n_batch=e.n_batch,
+                         idle_step_tokens=e.idle_step_tokens, max_seqs=e.max_seqs,
+                         n_threads=e.n_threads, n_threads_batch=e.n_threads_batch,
+                         prefix_cache_entries=e.prefix_cache_entries,
+                         prefix_cache_host_mb=e.prefix_cache_host_mb)
+    types = {f.name: f.type for f in fields(LlamaCppConfig)}
+    for kv in a.set:
+        k, v = kv.split("=", 1)
+        cast = int if "int" in str(types[k]) else (lambda s: s.lower() in ("1", "true")) if "bool" in str(types[k]) else str
+        cfg = replace(cfg, **{k: cast(v)})
+    eng = LlamaCppEngine(cfg)
+    await eng.start()
+    info = eng.info
+    tmpl = load_chat_template(info.chat_template, info.bos_token, info.eos_token, info.id)
+
+    def prompt(i: int) -> tuple[int, ...]:
+        text = tmpl.render([SYSTEM, {"role": "user", "content": story_prompt(i)}], add_generation_prompt=True)
+        return tuple(eng.tokenize(text))
+
+    ttfts: list[float] = []
+    gaps: list[float] = []
+    n_out = 0
+
+    async def one(i: int) -> None:
+        nonlocal n_out
+        req = GenerationRequest(f"r{i}", prompt(i), SamplingParams(max_tokens=a.max_tokens, temperature=0.0))
+        t0 = time.perf_counter()
+        last = None
+        async for d in eng.generate(req):
+            now = time.perf_counter()
+            if d.token_ids:
+                n_out += len(d.token_ids)
+                if last is None:
+                    ttfts.append(now - t0)
+                else:
+                    gaps.append(now - last)
+                last = now
+
+    await one(10_000)  # warm-up, not counted
+    ttfts.clear(), gaps.clear()
+    n_out = 0
+    sem = asyncio.Semaphore(a.concurrency)
+
+    async def gated(i: int) -> None:
+        async with sem:
+            await one(i)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(gated(i) for i in range(a.requests)))
+    wall = time.perf_counter() - t0
+    steps = eng.stats["steps"]
+    await eng.stop()
+    print(f"concurrency {a.concurrency}  requests {a.requests}  max_tokens {a.max_tokens}  "
+          f"settings {' '.join(a.set) or '(defaults)'}")
+    print(f"output tok/s {n_out / wall:.1f}  wall {wall:.1f} s  steps {steps}  "
+          f"inter-token p50 {1e3 * statistics.median(gaps):.1f} ms  p95 {1e3 * pct(gaps, 0.95):.1f} ms  "
+          f"TTFT p50 {1e3 * statistics.median(ttfts):.0f} ms")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
