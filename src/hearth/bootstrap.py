@@ -118,6 +118,8 @@ def build_engine(settings: Settings, spec: ModelSpec, progress: assets.Progress 
             n_ctx=e.n_ctx,
             n_batch=e.n_batch,
             idle_step_tokens=e.idle_step_tokens,
+            idle_gather_ms=e.idle_gather_ms,
+            pad_small_steps=e.pad_small_steps,
             max_seqs=e.max_seqs,
             max_queue=e.max_queue,
             n_threads=e.n_threads,

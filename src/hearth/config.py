@@ -112,6 +112,16 @@ class EngineSettings(BaseModel):
         description="Max tokens of a step in which no sequence is decoding: a prompt that fits "
         "finishes in that one step (nothing is stalled by it); at most n_batch disables this",
     )
+    idle_gather_ms: float = Field(
+        default=20.0, ge=0, le=1000,
+        description="A request reaching an idle engine waits this long for others of the same "
+        "burst, so they share its first step instead of queueing behind it; 0 disables",
+    )
+    pad_small_steps: bool = Field(
+        default=True,
+        description="Pad a step of < 64 tokens that attends over many cells (a follow-up turn over a "
+        "long conversation) with throwaway tokens, so llama.cpp runs its tiled attention (~2x faster)",
+    )
     max_seqs: int = Field(default=16, ge=1, le=256, description="Sequences decoded together")
     max_queue: int = Field(default=256, ge=1, description="Waiting requests before 503")
     prefix_cache_entries: int = Field(

@@ -332,3 +332,59 @@ async def test_an_entry_unused_while_others_run_moves_to_host_and_comes_back(tin
         assert warm[2].cached_tokens == len(e.tokenize(prompt)) - 1 and warm[1] == cold[1]
     finally:
         await e.stop()
+
+
+@pytest.mark.parametrize("gather_ms", [0.0, 2000.0])
+async def test_a_burst_reaching_an_idle_engine_shares_its_first_step(tiny_gguf_path: Path, gather_ms: float) -> None:
+    e = LlamaCppEngine(LlamaCppConfig(model_id="tiny", path=str(tiny_gguf_path), n_ctx=1024, n_batch=64,
+                                      max_seqs=8, n_threads=1, n_threads_batch=1, idle_gather_ms=gather_ms))
+    await e.start()
+    try:
+        steps = e.stats["steps"]
+        first = asyncio.create_task(run(e, req(e, "The first request of the burst", rid="g0", max_tokens=1)))
+        await asyncio.sleep(0.3)  # the rest of the burst comes later (tiny steps take ~1 ms)
+        rest = [asyncio.create_task(run(e, req(e, f"Another request, number {i}", rid=f"g{i}", max_tokens=1)))
+                for i in (1, 2)]
+        results = [await first, *[await t for t in rest]]
+        assert all(r[2].completion_tokens == 1 for r in results)
+        # Gathered: one step holds all three prompts (each finishes with its first token); without
+        # the window the first request has its own step and the other two share the next.
+        assert e.stats["steps"] - steps == (1 if gather_ms else 2)
+    finally:
+        await e.stop()
+
+
+async def test_a_small_step_over_a_long_context_is_padded_to_tiled_attention(tiny_gguf_path: Path) -> None:
+    """A short follow-up over a long cached prefix runs with throwaway tokens of a scratch sequence
+    (llama.cpp's tiled attention needs 64 tokens per pass): same tokens, and no cell left behind."""
+    import llama_cpp as L
+
+    history = " ".join(f"Line {i}: the tide came in and went out again." for i in range(80))
+    outputs = {}
+    for pad in (True, False):
+        e = LlamaCppEngine(LlamaCppConfig(model_id="tiny", path=str(tiny_gguf_path), n_ctx=4096, n_batch=512,
+                                          max_seqs=4, n_threads=1, n_threads_batch=1, pad_small_steps=pad))
+        await e.start()
+        try:
+            first = req(e, history, rid="h", max_tokens=2)
+            assert len(first.prompt_tokens) > 800
+            await run(e, first)
+            question = (" And what did the keeper write in the logbook that night, after the last boat came"
+                        " home, the lamps were trimmed, and the wind had finally turned to the west?")
+            follow = req(e, history + question, rid="f", max_tokens=8, logprobs=True)
+            # ~40 new tokens over ~900 cached: far more (token, cell) pairs than 800 per padding token
+            assert len(follow.prompt_tokens) - len(first.prompt_tokens) >= 34
+            lps = []
+            async for d in e.generate(follow):
+                lps.extend(d.logprobs)
+            assert e._loop is not None
+            assert (e._loop.padded_steps > 0) is pad  # the follow-up's suffix step, only when allowed
+            assert L.llama_memory_seq_pos_max(e._loop.m.memory, e._loop.pad_seq) == -1  # scratch cells gone
+            assert await idle(e)
+            outputs[pad] = lps
+        finally:
+            await e.stop()
+    assert [lp.token for lp in outputs[True]] == [lp.token for lp in outputs[False]]
+    for a, b in zip(outputs[True], outputs[False]):
+        # Rounding only: the row-by-row path rounds queries to f16, the tiled one keeps them f32.
+        assert a.logprob == pytest.approx(b.logprob, abs=0.02)
