@@ -28,12 +28,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from serve import SYSTEM, story_prompt  # noqa: E402  (same prompts as the HTTP benchmark)
+from serve import SYSTEM, story_prompt
 
 
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+
+def default_model_path() -> str:
+    hearth = str(Path(sys.executable).parent / "hearth")
+    out = subprocess.run([hearth, "models", "path", "qwen2.5-coder-0.5b-instruct"],
+                         capture_output=True, text=True, check=True).stdout
+    return out.strip().splitlines()[-1]
 
 
 async def main() -> None:
@@ -54,13 +61,11 @@ async def main() -> None:
     from hearth.engine.types import GenerationRequest, SamplingParams
     from hearth.rendering.chat_template import load_chat_template
 
-    hearth = str(Path(sys.executable).parent / "hearth")
-    path = a.model or subprocess.run([hearth, "models", "path", "qwen2.5-coder-0.5b-instruct"],
-                                     capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    path = a.model or await asyncio.to_thread(default_model_path)
     e = Settings().engine  # the server's defaults, so the engine runs as `hearth serve` runs it
     cfg = LlamaCppConfig(model_id="m", path=path, n_ctx=e.n_ctx, n_batch=e.n_batch,
                          idle_step_tokens=e.idle_step_tokens, max_seqs=e.max_seqs,
-                         n_threads=e.n_threads, n_threads_batch=e.n_threads_batch,
+                         n_threads=0 if e.n_threads == "auto" else e.n_threads, n_threads_batch=e.n_threads_batch,
                          prefix_cache_entries=e.prefix_cache_entries,
                          prefix_cache_host_mb=e.prefix_cache_host_mb)
     types = {f.name: f.type for f in fields(LlamaCppConfig)}

@@ -870,7 +870,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2,
                    help="threads for both servers: llama-server -t, hearth's thread budget")
     p.add_argument("--hearth-decode-threads", type=int, default=None,
-                   help="hearth n_threads (one-token steps); default: hearth's own default (1), "
+                   help="hearth n_threads (one-token steps); default: hearth's own default (auto: "
+                        "1 or --threads, whichever decodes one token faster when the model loads), "
                         "never more than --threads")
     p.add_argument(
         "--ctx",
@@ -979,8 +980,10 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     # Same thread budget for both: hearth uses at most --threads, split as its defaults say
     # (one-token steps on n_threads, larger steps on n_threads_batch = --threads).
-    decode = args.hearth_decode_threads if args.hearth_decode_threads is not None else 1
-    env["HEARTH_ENGINE__N_THREADS"] = str(min(decode, args.threads))
+    if args.hearth_decode_threads is not None:
+        env["HEARTH_ENGINE__N_THREADS"] = str(min(args.hearth_decode_threads, args.threads))
+    else:
+        env.pop("HEARTH_ENGINE__N_THREADS", None)  # "auto": 1 or n_threads_batch, measured at load
     env["HEARTH_ENGINE__N_THREADS_BATCH"] = str(args.threads)
     env["HEARTH_ENGINE__N_CTX"] = str(args.ctx)
     env["HEARTH_ENGINE__MAX_SEQS"] = str(args.parallel)

@@ -122,7 +122,7 @@ def build_engine(settings: Settings, spec: ModelSpec, progress: assets.Progress 
             pad_small_steps=e.pad_small_steps,
             max_seqs=e.max_seqs,
             max_queue=e.max_queue,
-            n_threads=e.n_threads,
+            n_threads=0 if e.n_threads == "auto" else e.n_threads,
             n_threads_batch=e.n_threads_batch,
             flash_attn=e.flash_attn,
             context_length=spec.context_length,

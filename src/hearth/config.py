@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -98,10 +98,12 @@ class EngineSettings(BaseModel):
     backend: Literal["llamacpp", "fake"] = "llamacpp"
     # Threads, set explicitly, never llama.cpp's default. llama.cpp uses `n_threads` for steps of a
     # single token (one stream decoding) and `n_threads_batch` for every larger step (prompts, and
-    # several streams decoding together). Measured on 2 cores (README, Performance): one stream
-    # decodes faster on 1 thread than on 2 with PASSIVE waiting, because the HTTP side then never
-    # preempts a thread that the other one is spinning on; batches are compute-bound and want 2.
-    n_threads: int = Field(default=1, ge=1, le=256)
+    # several streams decoding together). Batches are compute-bound and want every core. For one
+    # stream it depends on the machine (README, Performance): on one 2-core AMD EPYC one thread
+    # decoded 1.4x faster than two with PASSIVE waiting, on a 2-core Intel Xeon two were 1.2x
+    # faster than one. "auto" times one-token steps on 1 and on n_threads_batch threads when the
+    # model loads and keeps the faster (1 unless the other is at least 5 % faster).
+    n_threads: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = "auto"
     n_threads_batch: int = Field(default=2, ge=1, le=256)
     # OpenMP spin-waiting collapses throughput when other processes share the cores (FACTS.md).
     omp_wait_policy: Literal["PASSIVE", "ACTIVE", ""] = "PASSIVE"

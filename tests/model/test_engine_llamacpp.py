@@ -388,3 +388,45 @@ async def test_a_small_step_over_a_long_context_is_padded_to_tiled_attention(tin
     for a, b in zip(outputs[True], outputs[False]):
         # Rounding only: the row-by-row path rounds queries to f16, the tiled one keeps them f32.
         assert a.logprob == pytest.approx(b.logprob, abs=0.02)
+
+
+@pytest.mark.parametrize("times,chosen", [({1: 60.0, 2: 50.0}, 2), ({1: 50.0, 2: 49.0}, 1), ({1: 40.0, 2: 60.0}, 1)])
+def test_one_token_steps_take_the_faster_thread_count_and_one_wins_near_ties(times: dict[int, float],
+                                                                           chosen: int) -> None:
+    from hearth.engine.backends.llamacpp import _pick_decode_threads
+
+    class Timed:
+        def __init__(self) -> None:
+            self.threads: tuple[int, int] | None = None
+
+        def one_token_step_ms(self, threads: tuple[int, ...]) -> dict[int, float]:
+            assert threads == (1, 2)
+            return times
+
+        def set_threads(self, n: int, n_batch: int) -> None:
+            self.threads = (n, n_batch)
+
+    m = Timed()
+    assert _pick_decode_threads(m, 2) == chosen  # type: ignore[arg-type]
+    assert m.threads == (chosen, 2)
+
+
+async def test_auto_decode_threads_are_measured_at_load_and_leave_no_cells(tiny_gguf_path: Path) -> None:
+    import llama_cpp as L
+
+    outputs = []
+    n_threads = 0  # auto first, then the count it chose, set explicitly: the same engine
+    for _ in range(2):
+        e = LlamaCppEngine(LlamaCppConfig(model_id="tiny", path=str(tiny_gguf_path), n_ctx=1024, n_batch=64,
+                                          max_seqs=4, n_threads=n_threads, n_threads_batch=2))
+        await e.start()
+        try:
+            assert e._model is not None
+            assert e.decode_threads in (1, 2) and L.llama_n_threads(e._model.ctx) == e.decode_threads
+            assert L.llama_n_threads_batch(e._model.ctx) == 2
+            assert L.llama_memory_seq_pos_max(e._model.memory, 0) == -1  # the timing's cells are gone
+            outputs.append(await run(e, req(e, "The lighthouse keeper", max_tokens=12, logprobs=True)))
+            n_threads = e.decode_threads
+        finally:
+            await e.stop()
+    assert outputs[0][1] == outputs[1][1] and len(outputs[0][1]) == 12

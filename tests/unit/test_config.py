@@ -63,7 +63,7 @@ def test_defaults(tmp_path: Path) -> None:
     s = load_settings()
     assert s.port == 8000 and s.host == "127.0.0.1"
     assert s.api_key is None
-    assert s.engine.backend == "llamacpp" and s.engine.n_threads == 1 and s.engine.n_threads_batch == 2
+    assert s.engine.backend == "llamacpp" and s.engine.n_threads == "auto" and s.engine.n_threads_batch == 2
     assert s.data_dir == tmp_path / "xdg" / "hearth"
     assert s.models_to_serve() == [DEFAULT_MODEL]
     assert set(s.catalog()) == {m.id for m in BUILTIN_MODELS}

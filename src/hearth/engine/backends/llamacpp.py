@@ -46,7 +46,7 @@ class LlamaCppConfig:
     pad_small_steps: bool = True  # pad attention-heavy steps to llama.cpp's tiled attention (below)
     max_seqs: int = 16
     max_queue: int = 256
-    n_threads: int = 2
+    n_threads: int = 2  # 0: measured when the model loads (_pick_decode_threads)
     n_threads_batch: int = 2
     flash_attn: str = "auto"
     context_length: int | None = None
@@ -82,6 +82,7 @@ class LlamaCppEngine:
         self._stopping = False
         self._dead: BaseException | None = None
         self._loop: _Loop | None = None  # the engine thread's state (tests inspect its host cache)
+        self.decode_threads = cfg.n_threads  # threads of one-token steps, once known (load)
         # Written by the engine thread after every step; read by metrics and tests.
         self.stats: dict[str, int] = {"running": 0, "waiting": 0, "kv_reserved": 0, "kv_used": 0, "steps": 0,
                                       "prompt_tokens_total": 0, "generated_tokens_total": 0,
@@ -98,9 +99,10 @@ class LlamaCppEngine:
         slots = c.max_seqs + c.prefix_cache_entries
         m = LlamaModel(c.path, ContextConfig(c.n_ctx, max(c.n_batch, c.idle_step_tokens, _FA_TILE),
                                              slots + 1 if slots < _LLAMA_MAX_SEQ else slots,
-                                             c.n_threads, c.n_threads_batch, c.flash_attn,
+                                             c.n_threads or 1, c.n_threads_batch, c.flash_attn,
                                              n_ubatch=min(c.n_batch, 512)))
         self._model = m
+        self.decode_threads = c.n_threads or _pick_decode_threads(m, c.n_threads_batch)
         limit = min(m.n_ctx, m.n_ctx_train or m.n_ctx)
         if c.context_length:
             limit = min(limit, c.context_length)
@@ -466,6 +468,26 @@ class _Loop:
         if st.sampler is not None:
             st.sampler.free()
             st.sampler = None
+
+
+def _pick_decode_threads(m: LlamaModel, n_batch_threads: int, margin: float = 0.05) -> int:
+    """Threads for one-token steps: 1 or n_batch_threads, whichever decodes faster here.
+
+    Machines disagree (README, Performance): a single stream decodes faster on one thread where
+    one core's memory bandwidth suffices (two threads then only add barriers), on two where it
+    does not. Measured once, before any request, so the choice never changes mid-request (the
+    thread count changes a step's summation order, hence the output). One thread wins ties
+    within `margin`: under load the HTTP side competes for the cores, which the timing here
+    does not see, and a second decode thread then waits for it at every barrier.
+    """
+    if n_batch_threads <= 1:
+        return 1
+    ms = m.one_token_step_ms((1, n_batch_threads))
+    best = n_batch_threads if ms[n_batch_threads] < ms[1] * (1 - margin) else 1
+    m.set_threads(best, n_batch_threads)
+    log.info("one-token steps on %d thread%s (median %.1f ms on 1 thread, %.1f ms on %d)",
+             best, "" if best == 1 else "s", ms[1], ms[n_batch_threads], n_batch_threads)
+    return best
 
 
 def _host_buffer(size: int) -> ctypes.Array[ctypes.c_uint8]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ctypes
 import random
+import statistics
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -144,6 +146,42 @@ class LlamaModel:
     def logits(self, idx: int) -> np.ndarray:
         ptr = L.llama_get_logits_ith(self.ctx, idx)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+
+    def one_token_step_ms(self, threads: Sequence[int], rounds: int = 7, seq_id: int = 0) -> dict[int, float]:
+        """Median time of a one-token decode step on each thread count in `threads`, measured in
+        alternating rounds on a scratch sequence (its cells are removed after). For choosing
+        n_threads before anything else runs: leaves the context's thread counts as they were."""
+        ctx = self.ctx
+        keep = (L.llama_n_threads(ctx), L.llama_n_threads_batch(ctx))
+        b = L.llama_batch_init(1, 0, 1)
+        times: dict[int, list[float]] = {n: [] for n in threads}
+        try:
+            b.n_tokens = 1
+            b.token[0] = max(0, L.llama_vocab_bos(self.vocab))
+            b.seq_id[0][0] = seq_id
+            b.n_seq_id[0] = 1
+            b.logits[0] = 1
+            order = list(threads)
+            pos = 0
+            for r in range(rounds + 1):  # round 0 warms up (first touch of the weights)
+                for n in order:
+                    L.llama_set_n_threads(ctx, n, keep[1])
+                    b.pos[0] = pos
+                    pos += 1
+                    t0 = time.perf_counter()
+                    if L.llama_decode(ctx, b) != 0:
+                        raise EngineDead("llama_decode failed while timing decode threads")
+                    if r:
+                        times[n].append(time.perf_counter() - t0)
+                order.reverse()  # neither count always runs right after the other
+        finally:
+            L.llama_memory_seq_rm(self.memory, seq_id, -1, -1)
+            L.llama_set_n_threads(ctx, *keep)
+            L.llama_batch_free(b)
+        return {n: 1e3 * statistics.median(ts) for n, ts in times.items()}
+
+    def set_threads(self, n_threads: int, n_threads_batch: int) -> None:
+        L.llama_set_n_threads(self.ctx, n_threads, n_threads_batch)
 
     def seq_rm(self, seq_id: int) -> None:
         L.llama_memory_seq_rm(self.memory, seq_id, -1, -1)
