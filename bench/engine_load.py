@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from serve import SYSTEM, story_prompt
+from serve import SYSTEM, long_prompt, story_prompt
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -51,6 +51,12 @@ async def main() -> None:
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VAL")
     p.add_argument("-v", action="store_true", help="log every step (debug)")
+    p.add_argument("--temperature", type=float, default=0.0,
+                   help="0: greedy, as bench/serve.py sends; 1 is the API's default (a draw from the "
+                   "whole vocabulary)")
+    p.add_argument("--history", action="store_true",
+                   help="before the measured phase, run what bench/serve.py runs before cN in the same "
+                   "server: 3 single-stream stories, 3 ~500-token prompts, then c4 over 8 stories")
     a = p.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(level=logging.DEBUG if a.v else logging.WARNING,
@@ -79,16 +85,18 @@ async def main() -> None:
     tmpl = load_chat_template(info.chat_template, info.bos_token, info.eos_token, info.id)
 
     def prompt(i: int) -> tuple[int, ...]:
-        text = tmpl.render([SYSTEM, {"role": "user", "content": story_prompt(i)}], add_generation_prompt=True)
+        content = long_prompt(i, 440) if i < 0 else story_prompt(i)
+        text = tmpl.render([SYSTEM, {"role": "user", "content": content}], add_generation_prompt=True)
         return tuple(eng.tokenize(text))
 
     ttfts: list[float] = []
     gaps: list[float] = []
     n_out = 0
 
-    async def one(i: int) -> None:
+    async def one(i: int, max_tokens: int | None = None) -> None:
         nonlocal n_out
-        req = GenerationRequest(f"r{i}", prompt(i), SamplingParams(max_tokens=a.max_tokens, temperature=0.0))
+        params = SamplingParams(max_tokens=max_tokens or a.max_tokens, temperature=a.temperature)
+        req = GenerationRequest(f"r{i}", prompt(i), params)
         t0 = time.perf_counter()
         last = None
         async for d in eng.generate(req):
@@ -102,6 +110,16 @@ async def main() -> None:
                 last = now
 
     await one(10_000)  # warm-up, not counted
+    if a.history:  # i < 0: a ~500-token prompt answered with one token
+        for i in (20_000, 20_001, 20_002, -1, -2, -3):
+            await one(i, 1 if i < 0 else None)
+        c4 = asyncio.Semaphore(4)
+
+        async def hist(i: int) -> None:
+            async with c4:
+                await one(i)
+
+        await asyncio.gather(*(hist(30_000 + i) for i in range(8)))
     ttfts.clear(), gaps.clear()
     n_out = 0
     sem = asyncio.Semaphore(a.concurrency)

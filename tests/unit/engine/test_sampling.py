@@ -88,3 +88,39 @@ def test_penalties_stay_with_llama_cpp() -> None:
     assert LogitsSampler.supports(SamplingParams(max_tokens=1))
     assert not LogitsSampler.supports(SamplingParams(max_tokens=1, presence_penalty=0.5))
     assert not LogitsSampler.supports(SamplingParams(max_tokens=1, frequency_penalty=-0.5))
+
+
+@pytest.mark.parametrize("n", [100, 5000, 151_936])  # one level, and blocks with a partial tail
+def test_the_two_level_draw_is_the_inverse_cdf(n: int) -> None:
+    from hearth.engine.backends.sampling import _draw
+
+    rng = np.random.default_rng(n)
+    w = np.exp(rng.standard_normal(n).astype(np.float32) * 3)
+    w[rng.choice(n, n // 3, replace=False)] = 0.0  # banned tokens
+    c = np.cumsum(w.astype(np.float64))
+    for u in rng.random(2000):
+        want = int(np.searchsorted(c, u * c[-1], side="right"))
+        assert _draw(w, float(u)) == want
+    nz = np.flatnonzero(w)
+    assert _draw(w, 0.0) == nz[0]
+    assert _draw(w, float(np.nextafter(1.0, 0.0))) == nz[-1]  # rounding at the top end
+
+
+def test_the_two_level_draw_follows_the_weights_across_blocks() -> None:
+    from hearth.engine.backends.sampling import _draw
+
+    w = np.zeros(5000, dtype=np.float32)  # 19 blocks of 256 and a tail of 136
+    w[[3, 700, 4999]] = [5.0, 3.0, 2.0]
+    rng = np.random.default_rng(1)
+    got = np.bincount([_draw(w, float(u)) for u in rng.random(20_000)], minlength=5000) / 20_000
+    assert set(np.flatnonzero(got)) == {3, 700, 4999}
+    assert np.allclose(got[[3, 700, 4999]], [0.5, 0.3, 0.2], atol=0.015)
+
+
+def test_full_vocabulary_draws_leave_the_logits_untouched() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(151_936).astype(np.float32)
+    before = x.copy()
+    s = sampler(151_936, temperature=0.8, seed=3)
+    assert 0 <= s.sample(x) < 151_936
+    assert np.array_equal(x, before)

@@ -20,6 +20,7 @@ import numpy as np
 from hearth.engine.types import SamplingParams
 
 _FLOORS = (1e-2, 1e-4, 1e-6)  # probability floors (relative to the top token) tried for top-p
+_BLOCK = 256  # weights per block of the two-level inverse-CDF draw (see _draw)
 
 
 class LogitsSampler:
@@ -34,6 +35,7 @@ class LogitsSampler:
         self.temperature = p.temperature
         seed = p.seed if p.seed is not None else random.getrandbits(32)
         self.rng = np.random.default_rng(seed & 0xFFFFFFFF)
+        self._buf: np.ndarray | None = None  # scratch for the weights of a whole-vocabulary draw
 
     @staticmethod
     def supports(p: SamplingParams) -> bool:
@@ -61,11 +63,15 @@ class LogitsSampler:
             keep = np.flatnonzero(vals >= vals.max() + np.float32(np.log(self.min_p)))
             vals = vals[keep]
             cand = keep if cand is None else cand[keep]
-        z = vals / np.float32(self.temperature)
-        w = np.exp(z - z.max())
-        c = np.cumsum(w, dtype=np.float64)
-        i = int(np.searchsorted(c, self.rng.random() * c[-1], side="right"))
-        i = min(i, len(c) - 1)
+        if self._buf is None or self._buf.shape[0] < vals.shape[0]:
+            self._buf = np.empty(vals.shape[0], dtype=np.float32)
+        w = self._buf[: vals.shape[0]]
+        if self.temperature != 1.0:
+            np.divide(vals, np.float32(self.temperature), out=w)
+            vals = w
+        np.subtract(vals, vals.max(), out=w)
+        np.exp(w, out=w)
+        i = _draw(w, self.rng.random())
         return int(cand[i]) if cand is not None else i
 
     def _nucleus(self, vals: np.ndarray) -> np.ndarray:
@@ -84,3 +90,41 @@ class LogitsSampler:
         cum = np.cumsum(e[idx], dtype=np.float64) / total
         cut = int(np.searchsorted(cum, self.top_p, side="left"))
         return idx[: min(cut, len(idx) - 1) + 1]
+
+
+def _draw(w: np.ndarray, u: float) -> int:
+    """Inverse-CDF draw: index i with probability w[i] / sum(w), for u uniform in [0, 1).
+
+    A float64 prefix sum over a whole vocabulary is slow in numpy (1.5 ms for 151,936 weights on
+    this machine's cores, 16 sequences: 24 ms of every decode step), so the search runs in two
+    levels: sums of 256-weight blocks (vectorised, ~0.06 ms), a prefix sum over the ~600 block
+    sums, then one within the chosen block. The draw is exactly the inverse CDF, up to float64
+    rounding; a weight of 0 (a banned token) is never chosen.
+    """
+    n = w.shape[0]
+    nb = n // _BLOCK
+    if nb < 8:
+        c = np.cumsum(w, dtype=np.float64)
+        return _pick(w, c, u * c[-1])
+    sums = w[: nb * _BLOCK].reshape(nb, _BLOCK).sum(axis=1, dtype=np.float64)
+    if n > nb * _BLOCK:
+        sums = np.append(sums, w[nb * _BLOCK:].sum(dtype=np.float64))
+    c = np.cumsum(sums)
+    t = u * c[-1]
+    j = int(np.searchsorted(c, t, side="right"))
+    if j >= len(c):  # t rounded up to the total: the last block that has weight
+        j = int(np.flatnonzero(sums)[-1])
+        t = c[j]
+    lo = j * _BLOCK
+    block = w[lo: lo + _BLOCK]
+    return lo + _pick(block, np.cumsum(block, dtype=np.float64), t - (c[j - 1] if j else 0.0))
+
+
+def _pick(w: np.ndarray, c: np.ndarray, t: float) -> int:
+    """The first i with c[i] > t (c the prefix sums of w); past the end (rounding), the last
+    i with weight."""
+    i = int(np.searchsorted(c, t, side="right"))
+    if i < len(w):
+        return i  # c[i] > t >= c[i - 1], so w[i] > 0
+    nz = np.flatnonzero(w)
+    return int(nz[-1]) if len(nz) else len(w) - 1
