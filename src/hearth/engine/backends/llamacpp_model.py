@@ -252,12 +252,12 @@ def token_logprob(model: LlamaModel, logits: np.ndarray, token: int, top_n: int)
         # The top_n are among the logits within a few nats of the maximum whenever at least top_n
         # are (a peaked distribution: a handful); partitioning those few instead of the whole
         # vocabulary saves ~1.3 ms per token.
-        cand = np.arange(logits.shape[0])
         for gap in (4.0, 16.0):
-            near = np.flatnonzero(logits >= np.float32(m - gap))
-            if len(near) >= top_n:
-                cand = near
+            cand = np.flatnonzero(logits >= np.float32(m - gap))
+            if len(cand) >= top_n:
                 break
+        else:
+            cand = np.arange(logits.shape[0])
         if len(cand) > top_n:
             cand = cand[np.argpartition(-logits[cand], top_n - 1)[:top_n]]
         idx = cand[np.argsort(-logits[cand], kind="stable")]

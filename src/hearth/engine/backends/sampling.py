@@ -97,9 +97,9 @@ def _draw(w: np.ndarray, u: float) -> int:
 
     A float64 prefix sum over a whole vocabulary is slow in numpy (1.5 ms for 151,936 weights in
     isolation on 2 cores; 0.8 ms per sampled token in the engine, paid by every sequence of every
-    step), so the search runs in two levels: sums of 256-weight blocks (vectorised, ~0.06 ms), a prefix sum over the ~600 block
-    sums, then one within the chosen block. The draw is exactly the inverse CDF, up to float64
-    rounding; a weight of 0 (a banned token) is never chosen.
+    step), so the search runs in two levels: sums of 256-weight blocks (vectorised, ~0.06 ms), a
+    prefix sum over the ~600 block sums, then one within the chosen block. The draw is exactly the
+    inverse CDF, up to float64 rounding; a weight of 0 (a banned token) is never chosen.
     """
     n = w.shape[0]
     nb = n // _BLOCK
