@@ -13,7 +13,7 @@ from typing import Any
 
 from hearth.api.deps import Container
 from hearth.config import ModelSpec, Settings
-from hearth.engine import assets, memory
+from hearth.engine import assets, memory, weights
 from hearth.engine.embedding import Embedder
 from hearth.engine.interface import Engine
 from hearth.engine.moderation import Moderator
@@ -97,6 +97,19 @@ def configure_threads(settings: Settings) -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", settings.engine.omp_wait_policy)
 
 
+def derived_dir(settings: Settings) -> Path:
+    return settings.data_dir / "derived"
+
+
+def loadable_weights(settings: Settings, spec: ModelSpec, path: Path,
+                     progress: weights.Progress | None = None) -> Path:
+    """The GGUF the engine loads for `path`: with weight_layout "fast", its lossless Q8_0 rewrite
+    (engine/weights.py), written once into the data dir."""
+    if settings.engine.weight_layout != "fast":
+        return path
+    return weights.fast_layout(path, derived_dir(settings), spec.id, progress)
+
+
 def build_engine(settings: Settings, spec: ModelSpec, progress: assets.Progress | None = None) -> Engine:
     if spec.kind == "embedding":
         raise assets.AssetError(f"`{spec.id}` is an embedding model: list it in `embedding_models` "
@@ -110,7 +123,7 @@ def build_engine(settings: Settings, spec: ModelSpec, progress: assets.Progress 
     configure_threads(settings)
     from hearth.engine.backends.llamacpp import LlamaCppConfig, LlamaCppEngine
 
-    path = assets.prepare(asset_for(spec), models_dir(settings), progress)
+    path = loadable_weights(settings, spec, assets.prepare(asset_for(spec), models_dir(settings), progress))
     return LlamaCppEngine(
         LlamaCppConfig(
             model_id=spec.id,

@@ -69,7 +69,7 @@ def is_loopback(host: str) -> bool:
 
 def _progress_prepare(settings: Settings, names: list[str]) -> None:
     from hearth import bootstrap
-    from hearth.engine import assets
+    from hearth.engine import assets, weights
 
     if settings.engine.backend == "fake":
         return  # the fake engine (tests, gateway benchmarks) needs no weights
@@ -78,11 +78,18 @@ def _progress_prepare(settings: Settings, names: list[str]) -> None:
         for name in names:
             spec = bootstrap.resolve_spec(settings, name)
             asset = bootstrap.asset_for(spec)
-            if assets.is_prepared(asset, bootstrap.models_dir(settings)):
+            if not assets.is_prepared(asset, bootstrap.models_dir(settings)):
+                task = bar.add_task(f"assembling {spec.id}", total=spec.size)
+                assets.prepare(asset, bootstrap.models_dir(settings),
+                               lambda done, total, t=task: bar.update(t, completed=done, total=total))
+            if spec.kind == "embedding":
                 continue
-            task = bar.add_task(f"assembling {spec.id}", total=spec.size)
-            assets.prepare(asset, bootstrap.models_dir(settings),
-                           lambda done, total, t=task: bar.update(t, completed=done, total=total))
+            path = assets.target_path(asset, bootstrap.models_dir(settings))
+            if settings.engine.weight_layout == "fast" and path.is_file() \
+                    and not weights.derived_path(path, bootstrap.derived_dir(settings), spec.id).is_file():
+                task = bar.add_task(f"fast layout {spec.id}", total=None)
+                bootstrap.loadable_weights(settings, spec, path,
+                                           lambda done, total, t=task: bar.update(t, completed=done, total=total))
 
 
 def _setup_logging(level: str) -> None:
@@ -198,7 +205,7 @@ def models_prepare(
 ) -> None:
     """Assemble embedded models into the data dir (once) and verify them."""
     from hearth import bootstrap
-    from hearth.engine import assets
+    from hearth.engine import assets, weights
 
     settings = _settings(config)
     targets = names or settings.models_to_serve()
@@ -211,6 +218,9 @@ def models_prepare(
                 err.print(f"{spec.id}: sha256 {digest} ok")
             path = assets.target_path(bootstrap.asset_for(spec), bootstrap.models_dir(settings))
             err.print(f"{spec.id}: ready at {path}")
+            fast = weights.derived_path(path, bootstrap.derived_dir(settings), spec.id) if path.is_file() else None
+            if spec.kind != "embedding" and settings.engine.weight_layout == "fast" and fast and fast.is_file():
+                err.print(f"{spec.id}: served from {fast} (its Q5_0 matmul weights as Q8_0: same values, faster)")
     except assets.AssetError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from gguf import GGUFWriter, LlamaFileType, TokenType
+from gguf import GGMLQuantizationType, GGUFWriter, LlamaFileType, TokenType
+from gguf.quants import quantize as gguf_quantize
 
 from hearth.rendering.gguf_meta import GGUFMetadata, read_gguf_metadata
 
@@ -98,10 +99,12 @@ def _weights(rng: np.random.Generator, token_types: list[int]) -> dict[str, Arra
     return tensors
 
 
-def build_tiny_gguf(path: Path, *, seed: int = 0, source: Path | None = None) -> Path:
+def build_tiny_gguf(path: Path, *, seed: int = 0, source: Path | None = None,
+                    quant: GGMLQuantizationType | None = None) -> Path:
     """Write the tiny model to ``path`` and return it.
 
     ``source`` is the GGUF whose tokenizer and chat template are borrowed (default: SmolLM2).
+    ``quant`` (e.g. Q5_0) stores every 2-D weight, the tied embedding included, in that type.
     """
     src = read_gguf_metadata(source or smollm2_gguf_path())
     tokens = _str_list(src, "tokenizer.ggml.tokens")
@@ -138,7 +141,10 @@ def build_tiny_gguf(path: Path, *, seed: int = 0, source: Path | None = None) ->
     writer.add_chat_template(template)
 
     for name, array in _weights(np.random.default_rng(seed), token_types).items():
-        writer.add_tensor(name, array)
+        if quant is not None and array.ndim == 2:
+            writer.add_tensor(name, gguf_quantize(array.astype(np.float32), quant), raw_dtype=quant)
+        else:
+            writer.add_tensor(name, array)
 
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

@@ -1,0 +1,60 @@
+"""The Q8_0 rewrite of a Q5_0 model gives llama.cpp's exact logits, batched and one token at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+from tiny_gguf import build_tiny_gguf
+
+pytestmark = pytest.mark.model
+
+L = pytest.importorskip("llama_cpp")
+
+
+def _logits(path: Path, prompt: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    from hearth.engine.backends.llamacpp_model import ContextConfig, LlamaModel
+
+    m = LlamaModel(str(path), ContextConfig(512, 512, 1, 1, 1))
+    b = L.llama_batch_init(512, 0, 1)
+    try:
+        def decode(tokens: list[int], start: int) -> np.ndarray:
+            for i, t in enumerate(tokens):
+                b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = t, start + i, 1, 1
+                b.seq_id[i][0] = 0
+            b.n_tokens = len(tokens)
+            assert L.llama_decode(m.ctx, b) == 0
+            return np.stack([m.logits(i).copy() for i in range(len(tokens))])
+
+        batched = decode(prompt, 0)  # a batched matmul (llama.cpp's GEMM path)
+        single = decode([prompt[-1]], len(prompt))  # a one-token step (its dot-product path)
+        return batched, single
+    finally:
+        L.llama_batch_free(b)
+        m.close()
+
+
+def test_a_q5_0_model_and_its_q8_0_rewrite_give_identical_logits(tmp_path: Path) -> None:
+    from hearth import bootstrap
+    from hearth.config import Settings
+
+    src = build_tiny_gguf(tmp_path / "tiny-q5_0.gguf", quant=gguf.GGMLQuantizationType.Q5_0)
+    settings = Settings(data_dir=tmp_path / "data")  # type: ignore[call-arg]
+    spec = bootstrap.resolve_spec(settings, str(src))
+    fast = bootstrap.loadable_weights(settings, spec, src)
+    assert fast.parent == tmp_path / "data" / "derived"
+    types = {t.name: t.tensor_type for t in gguf.GGUFReader(fast).tensors}
+    assert types["blk.0.ffn_up.weight"] == types["token_embd.weight"] == gguf.GGMLQuantizationType.Q8_0
+    assert gguf.GGMLQuantizationType.Q5_0 not in types.values()
+
+    prompt = [int(t) for t in np.random.default_rng(0).integers(200, 40_000, 48)]
+    want_batched, want_single = _logits(src, prompt)
+    got_batched, got_single = _logits(fast, prompt)
+    assert np.isfinite(want_batched).all() and want_batched.std() > 0.1  # real, varied logits
+    assert np.array_equal(want_batched, got_batched)
+    assert np.array_equal(want_single, got_single)
+
+    original = Settings(data_dir=tmp_path / "data", engine={"weight_layout": "original"})  # type: ignore[arg-type]
+    assert bootstrap.loadable_weights(original, spec, src) == src
