@@ -105,7 +105,7 @@ def loadable_weights(settings: Settings, spec: ModelSpec, path: Path,
                      progress: weights.Progress | None = None) -> Path:
     """The GGUF the engine loads for `path`: with weight_layout "fast", its lossless Q8_0 rewrite
     (engine/weights.py), written once into the data dir."""
-    if settings.engine.weight_layout != "fast":
+    if settings.engine.weight_layout != "fast" or not weights.applies_here():
         return path
     return weights.fast_layout(path, derived_dir(settings), spec.id, progress)
 

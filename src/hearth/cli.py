@@ -205,7 +205,7 @@ def models_prepare(
 ) -> None:
     """Assemble embedded models into the data dir (once) and verify them."""
     from hearth import bootstrap
-    from hearth.engine import assets, weights
+    from hearth.engine import assets
 
     settings = _settings(config)
     targets = names or settings.models_to_serve()
@@ -218,9 +218,9 @@ def models_prepare(
                 err.print(f"{spec.id}: sha256 {digest} ok")
             path = assets.target_path(bootstrap.asset_for(spec), bootstrap.models_dir(settings))
             err.print(f"{spec.id}: ready at {path}")
-            fast = weights.derived_path(path, bootstrap.derived_dir(settings), spec.id) if path.is_file() else None
-            if spec.kind != "embedding" and settings.engine.weight_layout == "fast" and fast and fast.is_file():
-                err.print(f"{spec.id}: served from {fast} (its Q5_0 matmul weights as Q8_0: same values, faster)")
+            loaded = bootstrap.loadable_weights(settings, spec, path) if spec.kind != "embedding" else path
+            if loaded != path:
+                err.print(f"{spec.id}: served from {loaded} (its Q5_0 matmul weights as Q8_0: same values, faster)")
     except assets.AssetError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

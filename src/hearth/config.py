@@ -139,9 +139,9 @@ class EngineSettings(BaseModel):
     flash_attn: Literal["auto", "on", "off"] = "auto"
     weight_layout: Literal["fast", "original"] = Field(
         default="fast",
-        description="fast: Q5_0 matmul weights are rewritten once as Q8_0 holding the same values "
-        "(engine/weights.py: bit-identical logits, ~7-9 % faster batched steps and prompts, +~55 % "
-        "memory for those tensors), cached in the data dir; original: load the GGUF as it is",
+        description="fast: on x86-64, Q5_0 matmul weights are rewritten once as Q8_0 holding the same "
+        "values (engine/weights.py: bit-identical logits, ~7-9 % faster batched steps and prompts, "
+        "+~55 % memory for those tensors), cached in the data dir; original: load the GGUF as it is",
     )
     memory_limit_mb: int | None = Field(
         default=None, ge=64,

@@ -18,6 +18,10 @@ model has its own `output.weight`, so it stays as it is. Q4_0 is left alone too:
 repacks it at load into an interleaved layout that is faster still. Other types (Q4_1, Q5_1, the
 K-quants) have no lossless Q8_0 form.
 
+Only on x86-64 (`applies_here`). There llama.cpp runs Q8_0 weights through the same kernels as
+Q5_0 ones (its tinyBLAS GEMM, the AVX dot product for one-token steps). On ARM it repacks Q8_0
+into another layout, whose sums may round in another order and whose speed nobody here measured.
+
 The derived file lives in a cache directory under a name that changes when the source file (its
 path, size or mtime) or this transcoder changes; it is written under a temporary name and renamed,
 so a half-written file is never used.
@@ -28,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import platform
 import re
 import shutil
 from collections.abc import Callable
@@ -44,6 +49,10 @@ _CHUNK_BLOCKS = 1 << 16  # bounded memory for one step of a large tensor
 
 # progress(done_bytes, total_bytes) of the derived file
 Progress = Callable[[int, int], None]
+
+
+def applies_here() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64")
 
 
 def q5_0_to_q8_0(raw: np.ndarray) -> np.ndarray:
@@ -134,13 +143,13 @@ def fast_layout(src: Path, cache_dir: Path, model_id: str, progress: Progress | 
     import gguf
 
     src = Path(src)
-    out = derived_path(src, cache_dir, model_id)
-    if out.is_file():
-        return out
     try:
+        out = derived_path(src, cache_dir, model_id)
+        if out.is_file():
+            return out
         reader = gguf.GGUFReader(src)
-        targets = _targets(reader)
-        extra = sum(t.data.nbytes for t in reader.tensors if t.name in set(targets)) \
+        targets = set(_targets(reader))
+        extra = sum(t.data.nbytes for t in reader.tensors if t.name in targets) \
             // _Q5_0_BYTES * (_Q8_0_BYTES - _Q5_0_BYTES)
         del reader
     except (OSError, ValueError, KeyError) as exc:
