@@ -93,6 +93,19 @@ def derived_path(src: Path, cache_dir: Path, model_id: str) -> Path:
     return cache_dir / f"{_safe(model_id)}.{fingerprint(src)}.q8.gguf"
 
 
+def _as_is_marker(derived: Path) -> Path:
+    """An empty file saying the source has nothing to rewrite, so later starts skip reading it."""
+    return derived.with_name(derived.name.removesuffix(".q8.gguf") + ".as-is")
+
+
+def _drop_stale(cache_dir: Path, model_id: str, keep: Path) -> None:
+    """Remove earlier derivations and markers of this model (its source changed since)."""
+    for pattern in (f"{_safe(model_id)}.*.q8.gguf", f"{_safe(model_id)}.*.as-is"):
+        for old in cache_dir.glob(pattern):
+            if old != keep:
+                old.unlink(missing_ok=True)
+
+
 def transcode(src: Path, dst: Path, progress: Progress | None = None) -> int:
     """Write `src` to `dst` with its matmul Q5_0 tensors as Q8_0. Returns how many were rewritten."""
     import gguf
@@ -147,6 +160,8 @@ def fast_layout(src: Path, cache_dir: Path, model_id: str, progress: Progress | 
         out = derived_path(src, cache_dir, model_id)
         if out.is_file():
             return out
+        if _as_is_marker(out).is_file():
+            return src
         reader = gguf.GGUFReader(src)
         targets = set(_targets(reader))
         extra = sum(t.data.nbytes for t in reader.tensors if t.name in targets) \
@@ -156,6 +171,12 @@ def fast_layout(src: Path, cache_dir: Path, model_id: str, progress: Progress | 
         log.warning("weights of %s stay as they are: cannot read %s (%s)", model_id, src, exc)
         return src
     if not targets:
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            _as_is_marker(out).touch()
+            _drop_stale(cache_dir, model_id, _as_is_marker(out))
+        except OSError:
+            pass  # only a shortcut for the next start
         return src
     need = src.stat().st_size + extra
     try:
@@ -177,9 +198,7 @@ def fast_layout(src: Path, cache_dir: Path, model_id: str, progress: Progress | 
         return src
     finally:
         tmp.unlink(missing_ok=True)
-    for old in cache_dir.glob(f"{_safe(model_id)}.*.q8.gguf"):  # earlier derivations of this model
-        if old != out:
-            old.unlink(missing_ok=True)
+    _drop_stale(cache_dir, model_id, out)
     log.info("weights of %s: %d Q5_0 matmul tensors rewritten as Q8_0 (lossless) in %s", model_id, n, out)
     return out
 

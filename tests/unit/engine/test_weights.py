@@ -134,13 +134,22 @@ def test_the_derived_file_is_reused_and_replaced_when_the_source_changes(tmp_pat
     assert second != first and second.is_file()
     assert not first.exists()  # the stale derivation is removed
     assert sorted(p.name for p in cache.iterdir()) == [second.name]
+    marker = cache / "m.0000000000000000.as-is"  # a stale "nothing to rewrite" goes too
+    marker.touch()
+    src.write_bytes(src.read_bytes())  # rewritten in place: a new mtime
+    third = weights.fast_layout(src, cache, "m")
+    assert sorted(p.name for p in cache.iterdir()) == [third.name]
 
 
-def test_files_with_nothing_to_rewrite_and_unwritable_caches_load_the_original(tmp_path: Path) -> None:
+def test_files_with_nothing_to_rewrite_and_unwritable_caches_load_the_original(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(3)
     plain = _write(tmp_path / "plain.gguf", {"blk.0.attn_q.weight": (rng.standard_normal((8, 64)).astype(np.float32), Q8_0)})
     assert weights.fast_layout(plain, tmp_path / "cache", "plain") == plain
-    assert not (tmp_path / "cache").exists()
+    assert [p.suffix for p in (tmp_path / "cache").iterdir()] == [".as-is"]  # no copy, only a marker
+    with monkeypatch.context() as m:  # the next start does not read the file again
+        m.setattr(gguf, "GGUFReader", lambda *a, **k: pytest.fail("read again"))
+        assert weights.fast_layout(plain, tmp_path / "cache", "plain") == plain
     src = _model(tmp_path / "m.gguf")
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
