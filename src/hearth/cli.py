@@ -7,13 +7,13 @@ import ipaddress
 import logging
 import socket
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TransferSpeedColumn
 from rich.table import Table
 
 from hearth.config import ConfigError, Settings, load_settings
@@ -69,7 +69,7 @@ def is_loopback(host: str) -> bool:
 
 def _progress_prepare(settings: Settings, names: list[str]) -> None:
     from hearth import bootstrap
-    from hearth.engine import assets, weights
+    from hearth.engine import assets
 
     if settings.engine.backend == "fake":
         return  # the fake engine (tests, gateway benchmarks) needs no weights
@@ -85,11 +85,20 @@ def _progress_prepare(settings: Settings, names: list[str]) -> None:
             if spec.kind == "embedding":
                 continue
             path = assets.target_path(asset, bootstrap.models_dir(settings))
-            if settings.engine.weight_layout == "fast" and path.is_file() \
-                    and not weights.derived_path(path, bootstrap.derived_dir(settings), spec.id).is_file():
-                task = bar.add_task(f"fast layout {spec.id}", total=None)
-                bootstrap.loadable_weights(settings, spec, path,
-                                           lambda done, total, t=task: bar.update(t, completed=done, total=total))
+            if path.is_file():
+                bootstrap.loadable_weights(settings, spec, path, _lazy_bar(bar, f"fast layout {spec.id}"))
+
+
+def _lazy_bar(bar: Progress, label: str) -> Callable[[int, int], None]:
+    """A progress callback whose bar appears at its first call: none when there is nothing to do."""
+    task: list[TaskID] = []
+
+    def update(done: int, total: int) -> None:
+        if not task:
+            task.append(bar.add_task(label, total=total))
+        bar.update(task[0], completed=done, total=total)
+
+    return update
 
 
 def _setup_logging(level: str) -> None:

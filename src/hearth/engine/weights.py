@@ -175,8 +175,8 @@ def fast_layout(src: Path, cache_dir: Path, model_id: str, progress: Progress | 
             cache_dir.mkdir(parents=True, exist_ok=True)
             _as_is_marker(out).touch()
             _drop_stale(cache_dir, model_id, _as_is_marker(out))
-        except OSError:
-            pass  # only a shortcut for the next start
+        except OSError as exc:  # the marker only saves the next start a read of the file
+            log.debug("no as-is marker for %s in %s (%s)", model_id, cache_dir, exc)
         return src
     need = src.stat().st_size + extra
     try:
