@@ -411,6 +411,33 @@ def test_one_token_steps_take_the_faster_thread_count_and_one_wins_near_ties(tim
     assert m.threads == (chosen, 2)
 
 
+async def test_every_decode_of_a_model_runs_on_its_engine_thread(tiny_gguf_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The thread timing at load and every step: OpenMP keeps a worker team per calling thread, and
+    with more threads than cores it stops spinning at barriers (one-token steps ~45 % slower)."""
+    import threading
+
+    import llama_cpp as L
+
+    callers: set[int] = set()
+    decode = L.llama_decode
+
+    def traced(ctx: object, batch: object) -> int:
+        callers.add(threading.get_ident())
+        return decode(ctx, batch)
+
+    monkeypatch.setattr(L, "llama_decode", traced)
+    e = LlamaCppEngine(LlamaCppConfig(model_id="tiny", path=str(tiny_gguf_path), n_ctx=1024, n_batch=64,
+                                      max_seqs=4, n_threads=0, n_threads_batch=2))
+    await e.start()
+    try:
+        assert e._thread is not None and callers == {e._thread.ident}  # the timing ran there
+        await run(e, req(e, "The lighthouse keeper", max_tokens=4))
+        assert callers == {e._thread.ident}
+    finally:
+        await e.stop()
+
+
 async def test_auto_decode_threads_are_measured_at_load_and_leave_no_cells(tiny_gguf_path: Path) -> None:
     import llama_cpp as L
 
