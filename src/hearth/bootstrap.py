@@ -95,6 +95,8 @@ def configure_threads(settings: Settings) -> None:
     """OpenMP reads its environment when llama.cpp's library loads: set it before any import of it."""
     if settings.engine.omp_wait_policy:
         os.environ.setdefault("OMP_WAIT_POLICY", settings.engine.omp_wait_policy)
+    if settings.engine.omp_spin_count is not None:
+        os.environ.setdefault("GOMP_SPINCOUNT", str(settings.engine.omp_spin_count))
 
 
 def derived_dir(settings: Settings) -> Path:

@@ -107,6 +107,13 @@ class EngineSettings(BaseModel):
     n_threads_batch: int = Field(default=2, ge=1, le=256)
     # OpenMP spin-waiting collapses throughput when other processes share the cores (FACTS.md).
     omp_wait_policy: Literal["PASSIVE", "ACTIVE", ""] = "PASSIVE"
+    omp_spin_count: int | None = Field(
+        default=10_000, ge=0,
+        description="GOMP_SPINCOUNT: how long an OpenMP thread spins at a barrier before it sleeps "
+        "(~100,000 iterations per ms; 10,000: ~0.1 ms). A step has hundreds of barriers: sleeping at "
+        "each (PASSIVE alone) made 2-thread one-token steps ~40 % slower; a spin this short still "
+        "yields the cores at once between steps. None: libgomp's own (0 under PASSIVE)",
+    )
     n_ctx: int = Field(default=8192, ge=64, description="KV cache size in tokens, per model")
     n_batch: int = Field(default=512, ge=1, description="Max tokens per decode step (prefill chunk)")
     idle_step_tokens: int = Field(

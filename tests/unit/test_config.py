@@ -204,3 +204,28 @@ def test_the_readme_configuration_example_loads(tmp_path: Path) -> None:
     s = load_settings(example)
     assert s.rate_limits["*"].rpm == 600 and s.prices["*"].output == 0.6
     assert s.moderation.thresholds == {"violence": 0.6} and s.embedding_models == ["all-minilm-l6-v2"]
+
+
+def test_openmp_environment_defaults_and_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenMP reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once: configure_threads sets hearth's defaults
+    before llama.cpp loads, and never overrides what the environment already says."""
+    from hearth.bootstrap import configure_threads
+
+    for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(k, raising=False)
+    configure_threads(Settings(data_dir=tmp_path))
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and os.environ["GOMP_SPINCOUNT"] == "10000"
+
+    monkeypatch.setenv("GOMP_SPINCOUNT", "300")
+    configure_threads(Settings(data_dir=tmp_path))
+    assert os.environ["GOMP_SPINCOUNT"] == "300"
+
+    monkeypatch.delenv("GOMP_SPINCOUNT")
+    s = load_settings(write(tmp_path, "hearth.toml", "[engine]\nomp_spin_count = 2000\n"))
+    configure_threads(s)
+    assert os.environ["GOMP_SPINCOUNT"] == "2000"
+
+    monkeypatch.delenv("GOMP_SPINCOUNT")
+    s = Settings(data_dir=tmp_path, engine={"omp_spin_count": None})  # type: ignore[arg-type]
+    configure_threads(s)
+    assert "GOMP_SPINCOUNT" not in os.environ
