@@ -1045,7 +1045,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"model {args.model}\nthreads {args.threads}  ctx {args.ctx}  parallel {args.parallel}  "
-        f"OMP_WAIT_POLICY={env.get('OMP_WAIT_POLICY', '(unset)')}  workloads {','.join(args.workloads)}  "
+        f"OMP_WAIT_POLICY={env.get('OMP_WAIT_POLICY', '(unset)')}  "
+        f"GOMP_SPINCOUNT={env.get('GOMP_SPINCOUNT', '(unset)')}  workloads {','.join(args.workloads)}  "
         f"reps {args.reps}  max_tokens {args.max_tokens}  cpus {os.cpu_count()}",
         flush=True,
     )
@@ -1085,7 +1086,7 @@ def main(argv: list[str] | None = None) -> int:
         "interrupted": interrupted,
         "config": {k: v for k, v in vars(args).items() if k != "api_key"},
         "env": {
-            k: env[k] for k in sorted(env) if k.startswith(("OMP_", "HEARTH_ENGINE__", "GGML_", "LLAMA_"))
+            k: env[k] for k in sorted(env) if k.startswith(("OMP_", "GOMP_", "HEARTH_ENGINE__", "GGML_", "LLAMA_"))
         },
         "machine": {"cpus": os.cpu_count(), "loadavg_end": Path("/proc/loadavg").read_text().split()[:3]},
         "summary": agg,
