@@ -1,15 +1,15 @@
-"""The llama.cpp engine: one context shared by all sequences, driven by a dedicated thread.
+"""The llama.cpp engine: one context shared by all sequences, stepped on the compute thread.
 
 Each step builds one llama_batch holding the next token of every running sequence plus a chunk
 of a prompt being prefilled (under a per-step token budget), decodes once, and samples every
 sequence that produced logits from its own sampler chain. Sequences join and leave between steps.
+Every chat model of the process loads and steps on one shared thread (compute.py: one OpenMP team).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import ctypes
 import logging
 import mmap
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import llama_cpp as L
 
+from hearth.engine.backends import compute
 from hearth.engine.backends.constraints import GrammarRuntime, TokenMatcher
 from hearth.engine.backends.llamacpp_model import ContextConfig, LlamaModel, Sampler, token_logprob
 from hearth.engine.backends.mailbox import Mailbox
@@ -59,7 +60,7 @@ class LlamaCppConfig:
 
 @dataclass(eq=False, slots=True)
 class _Seq:
-    """The engine thread's per-request state beside the scheduler's Sequence."""
+    """The compute thread's per-request state beside the scheduler's Sequence."""
 
     req: GenerationRequest
     mailbox: Mailbox
@@ -76,15 +77,16 @@ class LlamaCppEngine:
         self._grammar_lock = threading.Lock()
         self.info = ModelInfo(id=cfg.model_id, context_length=cfg.n_ctx, chat_template=None,
                               bos_token="", eos_token="")
-        self._lock = threading.Condition()
+        self._compute = compute.shared()
+        self._lock = self._compute.cond  # guards the hand-off below; notifying it wakes the thread
         self._incoming: collections.deque[_Seq] = collections.deque()
         self._aborts: set[str] = set()
-        self._thread: threading.Thread | None = None
         self._stopping = False
+        self._stopped = threading.Event()  # set once the compute thread has let go of this engine
         self._dead: BaseException | None = None
-        self._loop: _Loop | None = None  # the engine thread's state (tests inspect its host cache)
+        self._loop: _Loop | None = None  # the compute thread's state (tests inspect its host cache)
         self.decode_threads = cfg.n_threads  # threads of one-token steps, once known (load)
-        # Written by the engine thread after every step; read by metrics and tests.
+        # Written by the compute thread after every step; read by metrics and tests.
         self.stats: dict[str, int] = {"running": 0, "waiting": 0, "kv_reserved": 0, "kv_used": 0, "steps": 0,
                                       "prompt_tokens_total": 0, "generated_tokens_total": 0,
                                       "prefix_cache_hit_tokens": 0}
@@ -92,7 +94,7 @@ class LlamaCppEngine:
     # ---------------------------------------------------------------- lifecycle
 
     def load(self) -> None:
-        """Load weights and create the context (blocking; start() runs it on the engine thread)."""
+        """Load weights and create the context (blocking; start() runs it on the compute thread)."""
         c = self.cfg
         # Slot ids: running sequences plus resident prefix-cache entries (see engine/scheduler.py).
         # A decode call may hold an idle step's tokens; the compute buffers stay sized by n_batch.
@@ -119,32 +121,43 @@ class LlamaCppEngine:
         )
 
     async def start(self) -> None:
-        # The engine thread loads the model too: every llama.cpp compute of this model (the thread
-        # timing in load, then every step) runs on that one thread. OpenMP keeps a team of workers
-        # per calling thread, and once it manages more threads than there are cores it cuts every
-        # barrier's spin-wait to ~100 iterations: a second team (a load on another thread) made
-        # one-token steps ~45 % slower under GOMP_SPINCOUNT (2-core Xeon: 54 ms instead of 37).
-        loaded: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._thread = threading.Thread(target=self._run, args=(loaded,), name=f"engine-{self.cfg.model_id}",
-                                        daemon=True)
-        self._thread.start()
-        await asyncio.wrap_future(loaded)
+        # The compute thread loads the model too: every llama.cpp compute of every chat model (the
+        # thread timing in load, then every step) runs on that one thread. OpenMP keeps a team of
+        # workers per calling thread, and once it manages more threads than there are cores it cuts
+        # every barrier's spin-wait to ~100 iterations: a second team (a load on another thread, or
+        # a second model on its own thread) made one-token steps ~45-85 % slower (compute.py).
+        await asyncio.wrap_future(self._compute.call(self._open))
+
+    def _open(self) -> None:
+        """On the compute thread: load, then take turns stepping with the other models."""
+        try:
+            if self._model is None:
+                self.load()
+            loop = _Loop(self)
+        except BaseException as exc:  # start() re-raises it in the caller
+            self._dead = exc
+            self._stopped.set()
+            raise
+        self._loop = loop
+        self._compute.add(loop)
 
     async def stop(self) -> None:
         with self._lock:
             self._stopping = True
-            self._lock.notify()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, 30)
-        if self._model is not None:
+            self._lock.notify_all()
+        if self._loop is not None:
+            await asyncio.to_thread(self._stopped.wait, 30)
+        # Closed only once the compute thread has let go of it (never while a step may use it).
+        if self._model is not None and (self._loop is None or self._stopped.is_set()):
             self._model.close()
             self._model = None
 
     def health(self) -> bool:
-        return self._dead is None and self._thread is not None and self._thread.is_alive()
+        return (self._dead is None and self._loop is not None and not self._stopped.is_set()
+                and self._compute.alive())
 
     def metrics(self) -> EngineMetrics:
-        st = self.stats  # replaced wholesale by the engine thread after each step: read it once
+        st = self.stats  # replaced wholesale by the compute thread after each step: read it once
         m = self._model
         return EngineMetrics(
             running=st["running"],
@@ -177,7 +190,7 @@ class LlamaCppEngine:
     async def abort(self, request_id: str) -> None:
         with self._lock:
             self._aborts.add(request_id)
-            self._lock.notify()
+            self._lock.notify_all()
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         if self._dead is not None or self._model is None:
@@ -189,16 +202,16 @@ class LlamaCppEngine:
         matcher = None
         if request.constraint is not None:
             # Compiling a schema takes milliseconds (the vocabulary index ~1-2 s, once per model):
-            # keep both off the event loop and off the engine thread.
+            # keep both off the event loop and off the compute thread.
             matcher = await asyncio.to_thread(self._matcher, request.constraint.grammar)
         seq = _Seq(req=request, mailbox=Mailbox(asyncio.get_running_loop()),
                    assembler=TextAssembler(request.params.stop), matcher=matcher)
         with self._lock:
-            # The queue is what the engine thread has not admitted yet (its count is published per step).
+            # The queue is what the compute thread has not admitted yet (its count is published per step).
             if len(self._incoming) + self.stats["waiting"] >= self.cfg.max_queue:
                 raise Overloaded(retry_after_s=1.0)
             self._incoming.append(seq)
-            self._lock.notify()
+            self._lock.notify_all()
         finished = False
         try:
             while True:
@@ -211,29 +224,12 @@ class LlamaCppEngine:
             if not finished:
                 with self._lock:
                     self._aborts.add(request.request_id)
-                    self._lock.notify()
-
-    # ---------------------------------------------------------------- engine thread
-
-    def _run(self, loaded: concurrent.futures.Future[None]) -> None:
-        try:
-            if self._model is None:
-                self.load()
-        except BaseException as exc:  # noqa: BLE001 - start() re-raises it in the caller
-            self._dead = exc
-            loaded.set_exception(exc)
-            return
-        loaded.set_result(None)
-        try:
-            self._loop = _Loop(self)
-            self._loop.run()
-        except BaseException as exc:  # the thread must never die silently
-            log.exception("engine thread crashed")
-            self._dead = exc
+                    self._lock.notify_all()
 
 
 class _Loop:
-    """The engine thread: drives the pure Scheduler with llama.cpp as the step backend."""
+    """One model's steps on the compute thread: drives the pure Scheduler with llama.cpp as the
+    step backend."""
 
     def __init__(self, engine: LlamaCppEngine) -> None:
         self.e = engine
@@ -254,43 +250,87 @@ class _Loop:
         self.prompt_total = 0
         self.generated_total = 0
         self.parked: dict[int, ctypes.Array[ctypes.c_uint8]] = {}  # host-memory prefix cache
+        self.gather_until: float | None = None  # an idle engine's burst gathers until then (poll)
 
-    def run(self) -> None:
-        trace = log.isEnabledFor(logging.DEBUG)  # per-step timings (HEARTH_LOG_LEVEL=debug)
+    # The compute thread's Worker protocol (compute.py): poll under its lock, then step without it.
+
+    def poll(self, now: float) -> float | None:
+        e = self.e
+        if e._stopping or e._aborts or not self.sched.idle:
+            return 0.0
+        if not e._incoming:
+            self.gather_until = None
+            return None
+        if e.cfg.idle_gather_ms <= 0:
+            return 0.0
+        # A burst reaching an idle engine (a client fanning out, or the follow-ups that a wave of
+        # answers sets off) arrives over a few milliseconds. Taken at once, its first request would
+        # start a step alone and the rest would wait that whole step before theirs; gathered, they
+        # share the first step. (The thread steps other models meanwhile.)
+        if self.gather_until is None:
+            self.gather_until = now + e.cfg.idle_gather_ms / 1000
+        return max(0.0, self.gather_until - now)
+
+    def step(self) -> bool:
+        """One step of this model. False once the engine stops or fails (the loop is closed then)."""
         try:
-            while self._take_new():
-                for sid in self.sched.take_drops():  # an abort frees its cells now, not next step
-                    self.m.seq_rm(sid)
-                plan = self.sched.schedule()
-                t0 = time.perf_counter()
-                if not self._apply_cache_ops(plan):
-                    continue  # every running sequence has failed; the plan is void
-                t1 = time.perf_counter()
-                for seq in plan.admitted:
-                    st: _Seq = seq.payload  # type: ignore[assignment]
-                    st.sampler = Sampler(self.m, st.req.params, penalty_window=self.m.n_ctx)
-                if plan.chunks:
-                    self._step(plan)
-                    self.prompt_total += sum(len(c.tokens) for c in plan.chunks if c.pos < len(c.seq.prompt))
-                    self.generated_total += len(plan.sample)
-                if trace:
-                    log.debug("step %d: %d tokens (%d sampled, %d chunks) cache ops %.1f ms "
-                              "(%d parks, %d restores, %d copies) decode+sample %.1f ms; %d waiting",
-                              self.e.stats["steps"], plan.n_tokens, len(plan.sample), len(plan.chunks),
-                              1e3 * (t1 - t0), len(plan.parks), len(plan.restores), len(plan.copies),
-                              1e3 * (time.perf_counter() - t1), len(self.sched.waiting))
-                self.e.stats = {"running": len(self.sched.running), "waiting": len(self.sched.waiting),
-                                "kv_reserved": self.sched.reserved, "kv_used": self.sched.kv_used,
-                                "steps": self.e.stats["steps"] + 1, "prompt_tokens_total": self.prompt_total,
-                                "generated_tokens_total": self.generated_total,
-                                "prefix_cache_hit_tokens": self.sched.cache_hit_tokens,
-                                "prefix_cache_host_tokens": self.sched.parked_tokens}
-        finally:
+            if not self._take_new():
+                self.close(EngineDead("the engine stopped"))
+                return False
+            self._one_step()
+            return True
+        except BaseException as exc:  # the engine fails alone; the compute thread serves the others
+            log.exception("engine step crashed")
+            self.e._dead = exc
+            self.close(EngineDead(f"the engine for {self.e.cfg.model_id} failed"))
+            return False
+
+    def _one_step(self) -> None:
+        for sid in self.sched.take_drops():  # an abort frees its cells now, not next step
+            self.m.seq_rm(sid)
+        plan = self.sched.schedule()
+        t0 = time.perf_counter()
+        if not self._apply_cache_ops(plan):
+            return  # every running sequence has failed; the plan is void
+        t1 = time.perf_counter()
+        for seq in plan.admitted:
+            st: _Seq = seq.payload  # type: ignore[assignment]
+            st.sampler = Sampler(self.m, st.req.params, penalty_window=self.m.n_ctx)
+        if plan.chunks:
+            self._step(plan)
+            self.prompt_total += sum(len(c.tokens) for c in plan.chunks if c.pos < len(c.seq.prompt))
+            self.generated_total += len(plan.sample)
+        if log.isEnabledFor(logging.DEBUG):  # per-step timings (HEARTH_LOG_LEVEL=debug)
+            log.debug("step %d: %d tokens (%d sampled, %d chunks) cache ops %.1f ms "
+                      "(%d parks, %d restores, %d copies) decode+sample %.1f ms; %d waiting",
+                      self.e.stats["steps"], plan.n_tokens, len(plan.sample), len(plan.chunks),
+                      1e3 * (t1 - t0), len(plan.parks), len(plan.restores), len(plan.copies),
+                      1e3 * (time.perf_counter() - t1), len(self.sched.waiting))
+        self.e.stats = {"running": len(self.sched.running), "waiting": len(self.sched.waiting),
+                        "kv_reserved": self.sched.reserved, "kv_used": self.sched.kv_used,
+                        "steps": self.e.stats["steps"] + 1, "prompt_tokens_total": self.prompt_total,
+                        "generated_tokens_total": self.generated_total,
+                        "prefix_cache_hit_tokens": self.sched.cache_hit_tokens,
+                        "prefix_cache_host_tokens": self.sched.parked_tokens}
+
+    def close(self, err: Exception) -> None:
+        """Fail whatever is still running or waiting (nobody will step this engine again), free the
+        batch and let stop() go on."""
+        try:
             for f in self.sched.fail_all():
+                f.seq.payload.mailbox.fail(err)  # type: ignore[attr-defined]
                 self._free(f)
             for seq in self.sched.waiting:
-                seq.payload.mailbox.fail(EngineDead("the engine stopped"))  # type: ignore[attr-defined]
+                seq.payload.mailbox.fail(err)  # type: ignore[attr-defined]
+            self.sched.waiting.clear()
+            with self.e._lock:
+                left = list(self.e._incoming)
+                self.e._incoming.clear()
+            for st in left:
+                st.mailbox.fail(err)
             L.llama_batch_free(self.batch)
+        finally:
+            self.e._stopped.set()
 
     def _apply_cache_ops(self, plan: Plan) -> bool:
         """Everything in a plan that comes before its decode, in the plan's order."""
@@ -340,20 +380,9 @@ class _Loop:
     def _take_new(self) -> bool:
         e = self.e
         with e._lock:
-            while not (e._stopping or e._incoming or e._aborts or not self.sched.idle):
-                e._lock.wait()
             if e._stopping:
                 return False
-            if e._incoming and self.sched.idle and e.cfg.idle_gather_ms > 0:
-                # A burst reaching an idle engine (a client fanning out, or the follow-ups that a
-                # wave of answers sets off) arrives over a few milliseconds. Taken at once, its
-                # first request would start a step alone and the rest would wait that whole step
-                # before theirs; gathered, they share the first step.
-                deadline = time.monotonic() + e.cfg.idle_gather_ms / 1000
-                while not e._stopping and (left := deadline - time.monotonic()) > 0:
-                    e._lock.wait(left)
-                if e._stopping:
-                    return False
+            self.gather_until = None
             incoming = list(e._incoming)
             e._incoming.clear()
             aborts, e._aborts = e._aborts, set()

@@ -1,6 +1,6 @@
-"""Hand-off of deltas from the engine thread to one asyncio consumer.
+"""Hand-off of deltas from the compute thread to one asyncio consumer.
 
-A slow consumer gets one merged delta instead of an unbounded queue: the engine thread never
+A slow consumer gets one merged delta instead of an unbounded queue: the compute thread never
 blocks and memory per sequence stays bounded by the text actually generated.
 """
 
@@ -24,7 +24,7 @@ class Mailbox:
         self._signaled = False
 
     def put(self, delta: Delta) -> None:
-        """Called from the engine thread."""
+        """Called from the compute thread."""
         with self._lock:
             if self._pending is None:
                 self._pending = delta
