@@ -160,7 +160,9 @@ class EngineSettings(BaseModel):
         "alone or under load, at the cost of batching for those requests",
     )
     # llama.cpp threads of each embedding model. One: its decodes then never spin against the chat
-    # engine's threads or the HTTP loop on a small machine (bench/embeddings.py measures 1 thread).
+    # engine's threads or the HTTP loop on a small machine (bench/embeddings.py measures 1 thread),
+    # and start no OpenMP team of their own: a second team (more than one thread, on the embedding
+    # batcher's thread) makes libgomp throttle the chat models' barriers (engine/backends/compute.py).
     embedding_threads: int = Field(default=1, ge=1, le=256)
     # Fake engine knobs (tests, gateway benchmarks).
     fake_token_delay_s: float = Field(default=0.0, ge=0.0)
