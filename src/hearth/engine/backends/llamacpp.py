@@ -317,9 +317,7 @@ class _Loop:
         """Fail whatever is still running or waiting (nobody will step this engine again), free the
         batch and let stop() go on."""
         try:
-            for f in self.sched.fail_all():
-                f.seq.payload.mailbox.fail(err)  # type: ignore[attr-defined]
-                self._free(f)
+            self._fail_all(err)
             for seq in self.sched.waiting:
                 seq.payload.mailbox.fail(err)  # type: ignore[attr-defined]
             self.sched.waiting.clear()
