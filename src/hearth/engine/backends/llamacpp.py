@@ -121,11 +121,8 @@ class LlamaCppEngine:
         )
 
     async def start(self) -> None:
-        # The compute thread loads the model too: every llama.cpp compute of every chat model (the
-        # thread timing in load, then every step) runs on that one thread. OpenMP keeps a team of
-        # workers per calling thread, and once it manages more threads than there are cores it cuts
-        # every barrier's spin-wait to ~100 iterations: a second team (a load on another thread, or
-        # a second model on its own thread) made one-token steps ~45-85 % slower (compute.py).
+        # The load (with its thread timing) runs on the compute thread too: one OpenMP team for
+        # every llama.cpp compute of every chat model (why: compute.py).
         await asyncio.wrap_future(self._compute.call(self._open))
 
     def _open(self) -> None:
