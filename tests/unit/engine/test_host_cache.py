@@ -181,6 +181,44 @@ def test_stale_resident_entries_move_to_host_one_per_step_while_others_run() -> 
     assert s.cached_cells == 0 and s.parked_tokens == 3 * 7
 
 
+def test_a_wave_joining_a_batch_parks_the_idle_entries_it_does_not_copy_from() -> None:
+    # After a wave, its entries hold the low cells. The next wave must not be placed above them
+    # (every step of it would scan them): they leave in the plan that admits it, but for the one
+    # entry that plan copies the shared prefix from.
+    s = host(max_cached=4, max_seqs=3, token_budget=64)
+    kv = KVSim()
+    system = (1, 2, 3, 4, 5)
+    for i in range(3):
+        s.add(Sequence(f"w1-{i}", system + (100 + i, 101 + i), 3, cache_key="p"))
+    drive(s, kv)
+    assert [e.parked for e in s.cache] == [False, False, False]
+    wave = [Sequence(f"w2-{i}", system + (200 + i,), 3, cache_key="p") for i in range(3)]
+    for q in wave:
+        s.add(q)
+    plan = s.schedule()
+    assert set(plan.admitted) == set(wave)
+    sources = {src for src, _, _ in plan.copies}
+    resident = {e.seq_id for e in s.cache if not e.parked}
+    assert len(plan.parks) == 2 and not sources & {sid for sid, _ in plan.parks}
+    assert resident <= sources  # only the copy source is still in the KV cache
+    assert all(q.cached == len(system) for q in wave)
+    s.update(plan, kv(plan, s))
+    drive(s, kv)
+
+
+def test_a_single_newcomer_to_an_idle_engine_parks_nothing() -> None:
+    s = host(max_cached=4, park_after=1)
+    kv = KVSim()
+    s.add(Sequence("a", (1, 2, 3, 4), 1, cache_key="p"))
+    s.add(Sequence("b", (5, 6, 7, 8), 1, cache_key="p"))
+    drive(s, kv)
+    s.add(Sequence("c", (9, 10, 11), 5, cache_key="p"))
+    plan = s.schedule()
+    assert plan.admitted and plan.parks == ()  # alone: its cells stay where a run alone puts them
+    s.update(plan, kv(plan, s))
+    drive(s, kv)
+
+
 def test_a_lone_sequence_never_sees_cells_freed_under_it() -> None:
     s = host(max_cached=4, park_after=1)
     kv = KVSim()
