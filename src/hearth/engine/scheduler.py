@@ -36,8 +36,8 @@ are too many. Only requests with the same `cache_key` (tenant) ever share cells.
 Host tier (`host_cache_tokens > 0`): idle cells are not free. Attention in a unified KV cache runs
 over every cell up to the highest one in use, masked or not, so idle cached prefixes slow every
 step of the running sequences. With the host tier, an entry that leaves the KV cache (when
-sequences are admitted into a batch, every entry the plan does not copy from, so that the newcomers
-take the low cells; unused for `park_after` steps while others run, one per step; or its cells or
+sequences are about to be admitted into a batch, every resident entry, so that the newcomers take
+the low cells; unused for `park_after` steps while others run, one per step; or its cells or
 slot are needed; or more than `max_cached` are resident) is parked in host memory (`Plan.parks`: the backend saves its cells and
 frees them) instead of dropped. A new sequence that matches a parked entry gets its KV written
 back into its own slot (`Plan.restores`, then trimmed to the matched length) — or shares the cells
@@ -235,6 +235,17 @@ class Scheduler:
 
     def schedule(self) -> Plan:
         copies: list[tuple[int, int, int]] = []
+        if self.host_cache_tokens > 0 and self._batch_joining():
+            # Newcomers joining a batch: every resident entry leaves first, so that their cells
+            # take the low cells the entries held, in one run, instead of landing above them.
+            # Attention runs over every cell up to the highest in use, so cells placed above idle
+            # ones make each step of these sequences scan the idle cells too, for their whole life
+            # (a wave of 16 after an earlier wave of 16: ~20 % per step). A newcomer that shares an
+            # entry's prefix gets it written back into its own slot (or copied from an earlier
+            # newcomer that did): placed among the entries' cells instead, its prompt would land
+            # in scattered holes, which makes llama.cpp's tiled attention skip fewer tiles.
+            for e in self._resident():
+                self._park(e)
         admitted = self._admit(copies)
         self._steps += 1
         if self.host_cache_tokens > 0 and len(self.running) > 1:
@@ -244,17 +255,8 @@ class Scheduler:
             # see cells freed under it: llama.cpp would place its next tokens in them, which
             # changes its attention's summation order, so a request alone would no longer repeat
             # its output exactly.
-            idle = self._resident(but=copies)
-            if admitted and idle:
-                # Newcomers joining a batch: every idle entry leaves first, so that their cells
-                # take the low cells the entries held instead of landing above them. Attention runs
-                # over every cell up to the highest in use, so cells placed above idle ones would
-                # make each step of these sequences scan the idle cells too, for their whole life
-                # (a wave of 16 after an earlier wave of 16: ~20 % per step). This plan's copy
-                # sources stay: their cells are read after the parks.
-                for e in idle:
-                    self._park(e)
-            elif stale := [e for e in idle if self._steps - e.used_step >= self.park_after]:
+            stale = [e for e in self._resident(but=copies) if self._steps - e.used_step >= self.park_after]
+            if stale:
                 self._park(_lru(stale))
         chunks: list[Chunk] = []
         for s in self.running:
@@ -323,6 +325,13 @@ class Scheduler:
             pos[f] = start + n
             rides[f] = shared
         return tuple(out)
+
+    def _batch_joining(self) -> bool:
+        """Whether this plan admits a sequence that will run beside others (a lone newcomer to an
+        idle engine does not: its cells stay where a run alone puts them)."""
+        if not self.waiting or len(self.running) >= self.max_seqs:
+            return False
+        return len(self.running) + min(len(self.waiting), self.max_seqs - len(self.running)) > 1
 
     def _admit(self, copies: list[tuple[int, int, int]]) -> list[Sequence]:
         out = []

@@ -181,10 +181,10 @@ def test_stale_resident_entries_move_to_host_one_per_step_while_others_run() -> 
     assert s.cached_cells == 0 and s.parked_tokens == 3 * 7
 
 
-def test_a_wave_joining_a_batch_parks_the_idle_entries_it_does_not_copy_from() -> None:
+def test_a_wave_joining_a_batch_moves_every_idle_entry_out_first() -> None:
     # After a wave, its entries hold the low cells. The next wave must not be placed above them
-    # (every step of it would scan them): they leave in the plan that admits it, but for the one
-    # entry that plan copies the shared prefix from.
+    # (every step of it would scan them) nor in the holes between them: they all leave in the plan
+    # that admits it, and the shared prefix comes back into the first newcomer's own slot.
     s = host(max_cached=4, max_seqs=3, token_budget=64)
     kv = KVSim()
     system = (1, 2, 3, 4, 5)
@@ -197,10 +197,9 @@ def test_a_wave_joining_a_batch_parks_the_idle_entries_it_does_not_copy_from() -
         s.add(q)
     plan = s.schedule()
     assert set(plan.admitted) == set(wave)
-    sources = {src for src, _, _ in plan.copies}
-    resident = {e.seq_id for e in s.cache if not e.parked}
-    assert len(plan.parks) == 2 and not sources & {sid for sid, _ in plan.parks}
-    assert resident <= sources  # only the copy source is still in the KV cache
+    assert len(plan.parks) == 3 and all(e.parked for e in s.cache)
+    assert len(plan.restores) == 1 and plan.restores[0][1] == wave[0].seq_id
+    assert {dst for _, dst, _ in plan.copies} == {wave[1].seq_id, wave[2].seq_id}
     assert all(q.cached == len(system) for q in wave)
     s.update(plan, kv(plan, s))
     drive(s, kv)
@@ -254,11 +253,14 @@ def test_an_entry_is_never_parked_in_the_plan_that_copies_from_it() -> None:
     while any(x.request_id == "a" for x in s.running + list(s.waiting)):
         s.update(p := s.schedule(), kv(p, s))
     assert [e.parked for e in s.cache] == [False]  # resident, not yet moved out
-    b = Sequence("b", (1, 2, 3, 4, 9), 2, cache_key="p")  # copies from it; room is tight
+    b = Sequence("b", (1, 2, 3, 4, 9), 2, cache_key="p")  # room is tight
     s.add(b)
     plan = s.schedule()
-    src = plan.copies[0][0] if plan.copies else None
-    assert src is not None and all(sid != src for sid, _ in plan.parks)
+    # b joins r's batch, so the entry leaves before admission and b gets its prefix written back;
+    # whatever the plan copies from, it never parks in the same plan.
+    sources = {src for src, _, _ in plan.copies}
+    assert not sources & {sid for sid, _ in plan.parks}
+    assert b.cached == 4 and len(plan.restores) == 1
     s.update(plan, kv(plan, s))
     drive(s, kv)
 
