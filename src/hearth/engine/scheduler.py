@@ -37,12 +37,12 @@ Host tier (`host_cache_tokens > 0`): idle cells are not free. Attention in a uni
 over every cell up to the highest one in use, masked or not, so idle cached prefixes slow every
 step of the running sequences. With the host tier, an entry that leaves the KV cache (when
 sequences are about to be admitted into a batch, every resident entry, so that the newcomers take
-the low cells; unused for `park_after` steps while others run, one per step; or its cells or
-slot are needed; or more than `max_cached` are resident) is parked in host memory (`Plan.parks`:
-the backend saves its cells and frees them) instead of dropped. A new sequence that matches a parked entry gets its KV written
-back into its own slot (`Plan.restores`, then trimmed to the matched length) — or shares the cells
-of a running sequence that holds them — instead of recomputing it. Parked entries are evicted
-least-recently-used beyond `host_cache_tokens` (`Plan.forgets`).
+the low cells; unused for `park_after` steps while others run, one per step; or its cells or slot
+are needed; or more than `max_cached` are resident) is parked in host memory (`Plan.parks`: the
+backend saves its cells and frees them) instead of dropped. A new sequence that matches a parked
+entry gets its KV written back into its own slot (`Plan.restores`, then trimmed to the matched
+length) — or shares the cells of a running sequence that holds them — instead of recomputing it.
+Parked entries are evicted least-recently-used beyond `host_cache_tokens` (`Plan.forgets`).
 
 Joint prefill: requests of one tenant admitted together whose prompts share a prefix (a burst with
 one system prompt, the n>1 choices of one request) compute it once. The first is the leader; the

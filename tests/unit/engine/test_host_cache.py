@@ -205,19 +205,6 @@ def test_a_wave_joining_a_batch_moves_every_idle_entry_out_first() -> None:
     drive(s, kv)
 
 
-def test_a_single_newcomer_to_an_idle_engine_parks_nothing() -> None:
-    s = host(max_cached=4, park_after=1)
-    kv = KVSim()
-    s.add(Sequence("a", (1, 2, 3, 4), 1, cache_key="p"))
-    s.add(Sequence("b", (5, 6, 7, 8), 1, cache_key="p"))
-    drive(s, kv)
-    s.add(Sequence("c", (9, 10, 11), 5, cache_key="p"))
-    plan = s.schedule()
-    assert plan.admitted and plan.parks == ()  # alone: its cells stay where a run alone puts them
-    s.update(plan, kv(plan, s))
-    drive(s, kv)
-
-
 def test_a_lone_sequence_never_sees_cells_freed_under_it() -> None:
     s = host(max_cached=4, park_after=1)
     kv = KVSim()
