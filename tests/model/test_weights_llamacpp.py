@@ -62,3 +62,22 @@ def test_a_q5_0_model_and_its_q8_0_rewrite_give_identical_logits(tmp_path: Path)
 
     original = Settings(data_dir=tmp_path / "data", engine={"weight_layout": "original"})  # type: ignore[arg-type]
     assert bootstrap.loadable_weights(original, spec, src) == src
+
+
+def test_batched_q8_0_matmuls_run_in_hearths_kernel_where_the_build_and_cpu_have_it() -> None:
+    """`make install` builds llama.cpp with hearth's kernel (requirements/llama-cpp-python/); the
+    test above then compares its logits with llamafile's on the same weights as Q5_0."""
+    import importlib.metadata
+
+    from hearth.engine.backends.llamacpp_model import q8_kernel
+
+    version = importlib.metadata.version("llama-cpp-python")
+    if "+hearth" not in version:
+        assert q8_kernel() == "llamafile"
+        pytest.skip(f"llama-cpp-python {version} is the stock build")
+    try:
+        flags = set(next(ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")).split())
+    except (OSError, StopIteration):
+        pytest.skip("no /proc/cpuinfo")
+    needed = {"avx512f", "avx512vl", "avx512dq", "avx512_vnni", "f16c"}
+    assert q8_kernel() == ("hearth" if needed <= flags else "llamafile")

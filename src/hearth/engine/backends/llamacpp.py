@@ -22,7 +22,13 @@ import llama_cpp as L
 
 from hearth.engine.backends import compute
 from hearth.engine.backends.constraints import GrammarRuntime, TokenMatcher
-from hearth.engine.backends.llamacpp_model import ContextConfig, LlamaModel, Sampler, token_logprob
+from hearth.engine.backends.llamacpp_model import (
+    ContextConfig,
+    LlamaModel,
+    Sampler,
+    q8_kernel,
+    token_logprob,
+)
 from hearth.engine.backends.mailbox import Mailbox
 from hearth.engine.errors import ContextLengthExceeded, EngineDead, GenerationFailed, Overloaded
 from hearth.engine.scheduler import Chunk, Finished, Plan, Sampled, Scheduler
@@ -106,6 +112,7 @@ class LlamaCppEngine:
                                              n_ubatch=min(c.n_batch, 512)))
         self._model = m
         self.decode_threads = c.n_threads or _pick_decode_threads(m, c.n_threads_batch)
+        log.info("batched Q8_0 matmuls in %s's kernel", q8_kernel())
         limit = min(m.n_ctx, m.n_ctx_train or m.n_ctx)
         if c.context_length:
             limit = min(limit, c.context_length)

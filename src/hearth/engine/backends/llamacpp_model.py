@@ -8,6 +8,7 @@ import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import llama_cpp as L
 import numpy as np
@@ -44,6 +45,40 @@ class ContextConfig:
     n_threads_batch: int
     flash_attn: str = "auto"
     n_ubatch: int = 0  # tokens per compute pass inside one decode; 0: min(n_batch, 512)
+
+
+def q8_kernel() -> str:
+    """What multiplies Q8_0 weights in batched steps: "hearth" or "llamafile".
+
+    "hearth" is the AVX-512 VNNI kernel that `make install` builds into llama.cpp
+    (requirements/llama-cpp-python/: same floats as llamafile's tinyBLAS, ~1.8x faster 16-sequence
+    decode steps of Qwen2.5-0.5B). "llamafile" is llama.cpp's own tinyBLAS: a stock
+    llama-cpp-python, or a CPU without those instructions.
+    """
+    try:
+        probe = getattr(ctypes.CDLL(_loaded_ggml_cpu()), "hearth_q8_gemm_available", None)
+    except OSError:
+        return "llamafile"
+    if probe is None:
+        return "llamafile"
+    probe.restype = ctypes.c_int
+    return "hearth" if probe() == 1 else "llamafile"
+
+
+def _loaded_ggml_cpu() -> str:
+    """The path of the ggml CPU library this process runs (the one llama.cpp loaded, which
+    LD_LIBRARY_PATH may have picked), else the one in llama-cpp-python's package."""
+    _backend_init()
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.rstrip("\n").split(maxsplit=5)[-1]
+                if "libggml-cpu" in Path(path).name:
+                    return path
+    except OSError:
+        pass
+    found = sorted((Path(L.__file__).parent / "lib").glob("libggml-cpu.*"))
+    return str(found[0]) if found else "libggml-cpu.so"
 
 
 def _extra_buffers_safe() -> bool:
