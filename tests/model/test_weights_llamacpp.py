@@ -76,7 +76,8 @@ def test_batched_q8_0_matmuls_run_in_hearths_kernel_where_the_build_and_cpu_have
         assert q8_kernel() == "llamafile"
         pytest.skip(f"llama-cpp-python {version} is the stock build")
     try:
-        flags = set(next(ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")).split())
+        cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+        flags = set(next(ln for ln in cpuinfo if ln.startswith("flags")).split())
     except (OSError, StopIteration):
         pytest.skip("no /proc/cpuinfo")
     needed = {"avx512f", "avx512vl", "avx512dq", "avx512_vnni", "f16c"}
