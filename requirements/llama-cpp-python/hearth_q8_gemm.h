@@ -1,5 +1,5 @@
-// hearth: Q8_0 x Q8_0 matrix multiplication for CPUs with AVX-512 VNNI, giving the same floats as
-// llamafile's tinyBLAS_Q0_AVX in fewer instructions.
+// hearth: Q8_0 x Q8_0 matrix multiplication for x86-64 CPUs with AVX-512 VNNI or AVX2, giving the
+// same floats as llamafile's tinyBLAS_Q0_AVX in fewer instructions and fewer trips to memory.
 //
 // Why: hearth loads Qwen2.5's Q5_0 matmul weights as Q8_0 holding the same values, and in batched
 // steps (decode of many sequences, prompt chunks) llama.cpp multiplies them in tinyBLAS_Q0_AVX:
@@ -18,13 +18,23 @@
 // Integer sums are exact and every float operation happens in the same order on the same values,
 // so the results are bit for bit those of tinyBLAS (hearth's tests compare the logits).
 //
+// Without AVX-512 VNNI (16 vector registers of 256 bits) a tile is one weight row by 8 columns.
+// With AVX-VNNI the offset trick stays; with plain AVX2 the products are tinyBLAS's own
+// (unsigned |w| times the activation with w's sign, in 16-bit pairs, which cannot saturate
+// for Q8_0's -127..127), still with the sign of w taken once per block, not per column.
+//
 // Included by sgemm.cpp (hearth's patch of llama-cpp-python's vendored llama.cpp).
 
 #pragma once
 
 #if defined(__AVX512F__) && defined(__AVX512VNNI__) && defined(__AVX512VL__) && \
     defined(__AVX512DQ__) && defined(__F16C__)
-#define HEARTH_Q8_GEMM 1
+#define HEARTH_Q8_GEMM 512
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define HEARTH_Q8_GEMM 256
+#endif
+
+#if defined(HEARTH_Q8_GEMM)
 
 #include <immintrin.h>
 #include <cstdint>
@@ -34,7 +44,7 @@
 namespace hearth_q8 {
 
 // The activations of one call, prepared by each thread for itself: per (column, block) 32 bytes
-// XOR 0x80 and the scale as fp32. Kept per thread between calls (ggml's worker threads persist).
+// (XOR 0x80 where the offset trick is used) and the scale as fp32. Kept per thread between calls (ggml's worker threads persist).
 static inline size_t round64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
 struct Prepared {
@@ -61,6 +71,9 @@ static inline float hsum8(__m256 x) {
     return _mm_cvtss_f32(v);
 }
 
+static constexpr int kAhead = 8;  // blocks of the tile's own rows to prefetch ahead
+
+#if HEARTH_Q8_GEMM == 512
 // Two weight rows' scales at one block, as [d0 x8 | d1 x8].
 static inline __m512 pair_scales(const block_q8_0 * a0, const block_q8_0 * a1) {
     const __m128 d = _mm_cvtph_ps(_mm_cvtsi32_si128((int) ((uint32_t) a0->d | ((uint32_t) a1->d << 16))));
@@ -84,7 +97,7 @@ static inline __m512i row_pair(const block_q8_0 * a0, const block_q8_0 * a1, __m
 static constexpr int kPairs = 1;    // row pairs per tile
 static constexpr int kRows = 2 * kPairs;
 static constexpr int kCols = 16;    // columns per tile
-static constexpr int kAhead = 8;    // blocks of the tile's own rows to prefetch ahead
+static constexpr bool kOffset = true;
 
 // One tile: weight rows ii..ii+kRows-1 against prepared columns jj..jj+RN-1. Each weight block is
 // loaded once and used for all RN columns, which gives the loads from memory work to hide behind.
@@ -130,6 +143,60 @@ static inline void tile(int64_t k, const block_q8_0 * A, int64_t lda, const uint
     }
 }
 
+#else
+static constexpr int kRows = 1;
+static constexpr int kCols = 8;
+#if defined(__AVXVNNI__) || (defined(__AVX512VNNI__) && defined(__AVX512VL__))
+static constexpr bool kOffset = true;
+static inline __m256i dot4(__m256i acc, __m256i u, __m256i s) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(acc, u, s);
+#else
+    return _mm256_dpbusd_avx_epi32(acc, u, s);
+#endif
+}
+#else
+static constexpr bool kOffset = false;
+#endif
+
+// One tile: weight row ii against prepared columns jj..jj+RN-1.
+template <int RN>
+static inline void tile(int64_t k, const block_q8_0 * A, int64_t lda, const uint8_t * pq,
+                        const float * pd, float * C, int64_t ldc, int64_t ii, int64_t jj) {
+    __m256 acc[RN];
+    for (int j = 0; j < RN; ++j) acc[j] = _mm256_setzero_ps();
+    const block_q8_0 * row = A + lda * ii;
+    const uint8_t * xq = pq + 32 * (jj * k);
+    const float * xd = pd + jj * k;
+    for (int64_t l = 0; l < k; ++l) {
+        _mm_prefetch((const char *) (row + l + kAhead), _MM_HINT_T0);
+        _mm_prefetch((const char *) (row + lda + l), _MM_HINT_T0);  // the next row, never faults
+        const __m256i w = _mm256_loadu_si256((const __m256i *) row[l].qs);
+        const __m256 dw = _mm256_set1_ps(GGML_CPU_FP16_TO_FP32(row[l].d));
+#if defined(__AVXVNNI__) || (defined(__AVX512VNNI__) && defined(__AVX512VL__))
+        const __m256i mb = _mm256_sub_epi32(
+            _mm256_setzero_si256(), dot4(_mm256_setzero_si256(), _mm256_set1_epi8((char) 0x80), w));
+#else
+        const __m256i aw = _mm256_sign_epi8(w, w);
+#endif
+        for (int j = 0; j < RN; ++j) {
+            const int64_t b = j * k + l;
+            const __m256i x = _mm256_load_si256((const __m256i *) (xq + 32 * b));
+            const __m256 dx = _mm256_broadcast_ss(xd + b);
+#if defined(__AVXVNNI__) || (defined(__AVX512VNNI__) && defined(__AVX512VL__))
+            const __m256i s = dot4(mb, x, w);
+#else
+            const __m256i s = _mm256_madd_epi16(_mm256_set1_epi16(1),
+                                                _mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w)));
+#endif
+            acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(s), acc[j]);
+        }
+    }
+    for (int j = 0; j < RN; ++j) C[ldc * (jj + j) + ii] = hsum8(acc[j]);
+}
+
+#endif
+
 template <int RN>
 static inline void tile_upto(int rn, int64_t k, const block_q8_0 * A, int64_t lda, const uint8_t * pq,
                              const float * pd, float * C, int64_t ldc, int64_t ii, int64_t jj) {
@@ -152,7 +219,7 @@ static bool gemm(int64_t m, int64_t n, int64_t k, const block_q8_0 * A, int64_t 
         GGML_ABORT("hearth_q8: out of memory for %lld prepared blocks", (long long) (n * k));
     }
     // Every thread prepares all columns: cheaper than a barrier, and a small part of the work.
-    const __m256i flip = _mm256_set1_epi8((char) 0x80);
+    const __m256i flip = _mm256_set1_epi8(kOffset ? (char) 0x80 : 0);
     for (int64_t j = 0; j < n; ++j) {
         const block_q8_0 * bj = B + ldb * j;
         for (int64_t l = 0; l < k; ++l) {

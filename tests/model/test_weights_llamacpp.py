@@ -80,5 +80,9 @@ def test_batched_q8_0_matmuls_run_in_hearths_kernel_where_the_build_and_cpu_have
         flags = set(next(ln for ln in cpuinfo if ln.startswith("flags")).split())
     except (OSError, StopIteration):
         pytest.skip("no /proc/cpuinfo")
-    needed = {"avx512f", "avx512vl", "avx512dq", "avx512_vnni", "f16c"}
-    assert q8_kernel() == ("hearth" if needed <= flags else "llamafile")
+    if {"avx512f", "avx512vl", "avx512dq", "avx512_vnni", "f16c"} <= flags:
+        assert q8_kernel() == "hearth-512"
+    elif {"avx2", "fma", "f16c"} <= flags:
+        assert q8_kernel() == "hearth-256"
+    else:
+        assert q8_kernel() == "llamafile"

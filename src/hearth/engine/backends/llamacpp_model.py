@@ -48,21 +48,22 @@ class ContextConfig:
 
 
 def q8_kernel() -> str:
-    """What multiplies Q8_0 weights in batched steps: "hearth" or "llamafile".
+    """What multiplies Q8_0 weights in batched steps: "hearth-512", "hearth-256" or "llamafile".
 
-    "hearth" is the AVX-512 VNNI kernel that `make install` builds into llama.cpp
-    (requirements/llama-cpp-python/: same floats as llamafile's tinyBLAS, ~1.8x faster 16-sequence
-    decode steps of Qwen2.5-0.5B). "llamafile" is llama.cpp's own tinyBLAS: a stock
+    "hearth-*" is the kernel that `make install` builds into llama.cpp
+    (requirements/llama-cpp-python/: the same floats as llamafile's tinyBLAS in fewer instructions;
+    512-bit with AVX-512 VNNI, 256-bit with AVX2). "llamafile" is llama.cpp's own tinyBLAS: a stock
     llama-cpp-python, or a CPU without those instructions.
     """
     try:
-        probe = getattr(ctypes.CDLL(_loaded_ggml_cpu()), "hearth_q8_gemm_available", None)
+        probe = getattr(ctypes.CDLL(_loaded_ggml_cpu()), "hearth_q8_gemm_bits", None)
     except OSError:
         return "llamafile"
     if probe is None:
         return "llamafile"
     probe.restype = ctypes.c_int
-    return "hearth" if probe() == 1 else "llamafile"
+    bits = int(probe())
+    return f"hearth-{bits}" if bits else "llamafile"
 
 
 def _loaded_ggml_cpu() -> str:
