@@ -1,11 +1,13 @@
-// hearth: Q8_0 x Q8_0 matrix multiplication for x86-64 CPUs with AVX-512 VNNI or AVX2, giving the
-// same floats as llamafile's tinyBLAS_Q0_AVX in fewer instructions and fewer trips to memory.
+// hearth: matrix multiplication of Q8_0 or Q5_0 weights by Q8_0 activations for x86-64 CPUs with
+// AVX-512 VNNI or AVX2, giving the same floats as llamafile's tinyBLAS_Q0_AVX in fewer instructions
+// and fewer trips to memory.
 //
-// Why: hearth loads Qwen2.5's Q5_0 matmul weights as Q8_0 holding the same values, and in batched
-// steps (decode of many sequences, prompt chunks) llama.cpp multiplies them in tinyBLAS_Q0_AVX:
+// Why: in batched steps (decode of many sequences, prompt chunks) llama.cpp multiplies Qwen2.5's
+// Q5_0 weights (or hearth's Q8_0 rewrite of them) and its Q8_0 output matrix in tinyBLAS_Q0_AVX:
 // ~68 % of a 16-sequence decode step on a 2-core EPYC. That kernel spends seven 256-bit
 // instructions on each (row, column, block): a zeroed accumulator, two sign flips, the int8 dot
-// product, an int-to-float conversion, a broadcast of the scale and the FMA.
+// product, an int-to-float conversion, a broadcast of the scale and the FMA; it unpacks a Q5_0
+// block once per 4 columns, and loads each weight block once per 4 columns.
 //
 // What this does instead, per 32-value block, for two weight rows at once in one 512-bit register:
 //   * the activations are prepared once per call: every byte offset by +128 (XOR 0x80), so they
@@ -13,6 +15,8 @@
 //   * the offset adds 128 * (sum of four weights) to each int32 lane; each lane starts from minus
 //     that, computed once per weight block and reused for every column, so the int32 lane sums
 //     come out exactly as tinyBLAS's;
+//   * each weight block is loaded (and a Q5_0 one unpacked) once for 16 columns, and the rows
+//     ahead are prefetched: the weights stream from memory once per step;
 //   * then the same float work as tinyBLAS, lane for lane: fp32(d_w) * fp32(d_x) rounded once,
 //     FMA into eight float lanes per (row, column), and at the end the same horizontal sum.
 // Integer sums are exact and every float operation happens in the same order on the same values,
@@ -28,7 +32,7 @@
 #pragma once
 
 #if defined(__AVX512F__) && defined(__AVX512VNNI__) && defined(__AVX512VL__) && \
-    defined(__AVX512DQ__) && defined(__F16C__)
+    defined(__AVX512DQ__) && defined(__AVX512BW__) && defined(__F16C__)
 #define HEARTH_Q8_GEMM 512
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define HEARTH_Q8_GEMM 256
@@ -71,21 +75,45 @@ static inline float hsum8(__m256 x) {
     return _mm_cvtss_f32(v);
 }
 
-static constexpr int kAhead = 8;  // blocks of the tile's own rows to prefetch ahead
+static constexpr int kAheadBytes = 8 * 34;  // of the tile's own rows, to prefetch ahead
+
+// A block's 32 weights as signed bytes. Q8_0 as stored. Q5_0 (a low nibble per weight and its fifth
+// bit in qh, weight = that 5-bit number - 16) to the same bytes tinyBLAS makes of it: the nibble,
+// with the high four bits set (nibble - 16) where the fifth bit is clear.
+static inline __m256i weights(const block_q8_0 * b) {
+    return _mm256_loadu_si256((const __m256i *) b->qs);
+}
+static inline __m256i weights(const block_q5_0 * b) {
+    const __m128i x = _mm_loadu_si128((const __m128i *) b->qs);
+    const __m256i nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), _mm256_set1_epi8(15));
+    uint32_t qh;
+    std::memcpy(&qh, b->qh, sizeof qh);
+#if HEARTH_Q8_GEMM == 512
+    return _mm256_or_si256(nib, _mm256_maskz_mov_epi8((__mmask32) ~qh, _mm256_set1_epi8((char) 0xF0)));
+#else
+    // byte j gets byte j/8 of qh, then tests its bit j%8
+    const __m256i spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32((int) qh),
+        _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0));
+    const __m256i bit = _mm256_set1_epi64x((long long) 0x8040201008040201ULL);
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+    return _mm256_or_si256(nib, _mm256_andnot_si256(set, _mm256_set1_epi8((char) 0xF0)));
+#endif
+}
 
 #if HEARTH_Q8_GEMM == 512
 // Two weight rows' scales at one block, as [d0 x8 | d1 x8].
-static inline __m512 pair_scales(const block_q8_0 * a0, const block_q8_0 * a1) {
+template <typename TA>
+static inline __m512 pair_scales(const TA * a0, const TA * a1) {
     const __m128 d = _mm_cvtph_ps(_mm_cvtsi32_si128((int) ((uint32_t) a0->d | ((uint32_t) a1->d << 16))));
     return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
                                  _mm512_castps128_ps512(d));
 }
 
 // Two weight rows' blocks in one register, and minus 128 * (sum of each group of four weights).
-static inline __m512i row_pair(const block_q8_0 * a0, const block_q8_0 * a1, __m512i & minus_bias) {
-    const __m512i w = _mm512_inserti64x4(
-        _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *) a0->qs)),
-        _mm256_loadu_si256((const __m256i *) a1->qs), 1);
+template <typename TA>
+static inline __m512i row_pair(const TA * a0, const TA * a1, __m512i & minus_bias) {
+    const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(weights(a0)), weights(a1), 1);
     const __m512i bias = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char) 0x80), w);
     minus_bias = _mm512_sub_epi32(_mm512_setzero_si512(), bias);
     return w;
@@ -101,14 +129,14 @@ static constexpr bool kOffset = true;
 
 // One tile: weight rows ii..ii+kRows-1 against prepared columns jj..jj+RN-1. Each weight block is
 // loaded once and used for all RN columns, which gives the loads from memory work to hide behind.
-template <int RN>
-static inline void tile(int64_t k, const block_q8_0 * A, int64_t lda, const uint8_t * pq,
+template <typename TA, int RN>
+static inline void tile(int64_t k, const TA * A, int64_t lda, const uint8_t * pq,
                         const float * pd, float * C, int64_t ldc, int64_t ii, int64_t jj) {
     __m512 acc[RN][kPairs];
     for (int j = 0; j < RN; ++j) {
         for (int p = 0; p < kPairs; ++p) acc[j][p] = _mm512_setzero_ps();
     }
-    const block_q8_0 * rows[kRows];
+    const TA * rows[kRows];
     for (int r = 0; r < kRows; ++r) rows[r] = A + lda * (ii + r);
     const uint8_t * xq = pq + 32 * (jj * k);
     const float * xd = pd + jj * k;
@@ -116,8 +144,8 @@ static inline void tile(int64_t k, const block_q8_0 * A, int64_t lda, const uint
         __m512i w[kPairs], mb[kPairs];
         __m512 d[kPairs];
         for (int p = 0; p < kPairs; ++p) {
-            _mm_prefetch((const char *) (rows[2 * p] + l + kAhead), _MM_HINT_T0);
-            _mm_prefetch((const char *) (rows[2 * p + 1] + l + kAhead), _MM_HINT_T0);
+            _mm_prefetch((const char *) (rows[2 * p] + l) + kAheadBytes, _MM_HINT_T0);
+            _mm_prefetch((const char *) (rows[2 * p + 1] + l) + kAheadBytes, _MM_HINT_T0);
             // the next tile's rows (prefetches never fault, past the last row included)
             _mm_prefetch((const char *) (rows[2 * p] + kRows * lda + l), _MM_HINT_T0);
             _mm_prefetch((const char *) (rows[2 * p + 1] + kRows * lda + l), _MM_HINT_T0);
@@ -160,18 +188,18 @@ static constexpr bool kOffset = false;
 #endif
 
 // One tile: weight row ii against prepared columns jj..jj+RN-1.
-template <int RN>
-static inline void tile(int64_t k, const block_q8_0 * A, int64_t lda, const uint8_t * pq,
+template <typename TA, int RN>
+static inline void tile(int64_t k, const TA * A, int64_t lda, const uint8_t * pq,
                         const float * pd, float * C, int64_t ldc, int64_t ii, int64_t jj) {
     __m256 acc[RN];
     for (int j = 0; j < RN; ++j) acc[j] = _mm256_setzero_ps();
-    const block_q8_0 * row = A + lda * ii;
+    const TA * row = A + lda * ii;
     const uint8_t * xq = pq + 32 * (jj * k);
     const float * xd = pd + jj * k;
     for (int64_t l = 0; l < k; ++l) {
-        _mm_prefetch((const char *) (row + l + kAhead), _MM_HINT_T0);
+        _mm_prefetch((const char *) (row + l) + kAheadBytes, _MM_HINT_T0);
         _mm_prefetch((const char *) (row + lda + l), _MM_HINT_T0);  // the next row, never faults
-        const __m256i w = _mm256_loadu_si256((const __m256i *) row[l].qs);
+        const __m256i w = weights(row + l);
         const __m256 dw = _mm256_set1_ps(GGML_CPU_FP16_TO_FP32(row[l].d));
 #if defined(__AVXVNNI__) || (defined(__AVX512VNNI__) && defined(__AVX512VL__))
         const __m256i mb = _mm256_sub_epi32(
@@ -197,21 +225,22 @@ static inline void tile(int64_t k, const block_q8_0 * A, int64_t lda, const uint
 
 #endif
 
-template <int RN>
-static inline void tile_upto(int rn, int64_t k, const block_q8_0 * A, int64_t lda, const uint8_t * pq,
+template <typename TA, int RN>
+static inline void tile_upto(int rn, int64_t k, const TA * A, int64_t lda, const uint8_t * pq,
                              const float * pd, float * C, int64_t ldc, int64_t ii, int64_t jj) {
     if constexpr (RN > 0) {
         if (rn == RN) {
-            tile<RN>(k, A, lda, pq, pd, C, ldc, ii, jj);
+            tile<TA, RN>(k, A, lda, pq, pd, C, ldc, ii, jj);
         } else {
-            tile_upto<RN - 1>(rn, k, A, lda, pq, pd, C, ldc, ii, jj);
+            tile_upto<TA, RN - 1>(rn, k, A, lda, pq, pd, C, ldc, ii, jj);
         }
     }
 }
 
-// C (m x n, column stride ldc) = A (m rows of k Q8_0 blocks) x B (n columns of k Q8_0 blocks).
-// Returns false (nothing written) when the shape does not suit it; the caller falls back.
-static bool gemm(int64_t m, int64_t n, int64_t k, const block_q8_0 * A, int64_t lda,
+// C (m x n, column stride ldc) = A (m rows of k Q8_0 or Q5_0 blocks) x B (n columns of k Q8_0
+// blocks). Returns false (nothing written) when the shape does not suit it; the caller falls back.
+template <typename TA>
+static bool gemm(int64_t m, int64_t n, int64_t k, const TA * A, int64_t lda,
                  const block_q8_0 * B, int64_t ldb, float * C, int64_t ldc, int ith, int nth) {
     if (m % kRows != 0 || n < 2 || k < 1) return false;
     static thread_local Prepared prep;
@@ -241,9 +270,9 @@ static bool gemm(int64_t m, int64_t n, int64_t k, const block_q8_0 * A, int64_t 
         const int64_t jj = job % col_tiles * kCols;
         const int rn = (int) (n - jj < kCols ? n - jj : kCols);
         if (rn == kCols) {
-            tile<kCols>(k, A, lda, prep.q, prep.d, C, ldc, ii, jj);
+            tile<TA, kCols>(k, A, lda, prep.q, prep.d, C, ldc, ii, jj);
         } else {
-            tile_upto<kCols - 1>(rn, k, A, lda, prep.q, prep.d, C, ldc, ii, jj);
+            tile_upto<TA, kCols - 1>(rn, k, A, lda, prep.q, prep.d, C, ldc, ii, jj);
         }
     }
     return true;

@@ -144,11 +144,13 @@ class EngineSettings(BaseModel):
         "them",
     )
     flash_attn: Literal["auto", "on", "off"] = "auto"
-    weight_layout: Literal["fast", "original"] = Field(
-        default="fast",
+    weight_layout: Literal["auto", "fast", "original"] = Field(
+        default="auto",
         description="fast: on x86-64, Q5_0 matmul weights are rewritten once as Q8_0 holding the same "
-        "values (engine/weights.py: bit-identical logits, ~7-9 % faster batched steps and prompts, "
-        "+~55 % memory for those tensors), cached in the data dir; original: load the GGUF as it is",
+        "values (engine/weights.py: bit-identical logits; faster batched steps with llama.cpp's own "
+        "kernel, +~55 % memory for those tensors), cached in the data dir; original: load the GGUF as "
+        "it is; auto: original where hearth's kernel runs (it multiplies Q5_0 as fast as Q8_0, and a "
+        "lone stream reads fewer bytes), else fast",
     )
     memory_limit_mb: int | None = Field(
         default=None, ge=64,

@@ -45,7 +45,7 @@ def test_a_q5_0_model_and_its_q8_0_rewrite_give_identical_logits(tmp_path: Path)
     from hearth.config import Settings
 
     src = build_tiny_gguf(tmp_path / "tiny-q5_0.gguf", quant=gguf.GGMLQuantizationType.Q5_0)
-    settings = Settings(data_dir=tmp_path / "data")  # type: ignore[call-arg]
+    settings = Settings(data_dir=tmp_path / "data", engine={"weight_layout": "fast"})  # type: ignore[arg-type]
     spec = bootstrap.resolve_spec(settings, str(src))
     fast = bootstrap.loadable_weights(settings, spec, src)
     assert fast.parent == tmp_path / "data" / "derived"
@@ -86,3 +86,23 @@ def test_batched_q8_0_matmuls_run_in_hearths_kernel_where_the_build_and_cpu_have
         assert q8_kernel() == "hearth-256"
     else:
         assert q8_kernel() == "llamafile"
+
+
+def test_the_auto_weight_layout_keeps_q5_0_where_hearths_kernel_multiplies_it(tmp_path: Path) -> None:
+    from hearth import bootstrap
+    from hearth.config import Settings
+    from hearth.engine import weights
+    from hearth.engine.backends.llamacpp_model import q8_kernel
+
+    src = build_tiny_gguf(tmp_path / "tiny-q5_0.gguf", quant=gguf.GGMLQuantizationType.Q5_0)
+    settings = Settings(data_dir=tmp_path / "data")  # type: ignore[call-arg]
+    assert settings.engine.weight_layout == "auto"
+    spec = bootstrap.resolve_spec(settings, str(src))
+    loaded = bootstrap.loadable_weights(settings, spec, src)
+    if weights.applies_here() and q8_kernel() == "llamafile":
+        assert bootstrap.weight_layout(settings) == "fast"
+        assert loaded.parent == tmp_path / "data" / "derived"
+    else:
+        assert bootstrap.weight_layout(settings) == "original"
+        assert loaded == src
+        assert not (tmp_path / "data" / "derived").exists()

@@ -112,7 +112,7 @@ class LlamaCppEngine:
                                              n_ubatch=min(c.n_batch, 512)))
         self._model = m
         self.decode_threads = c.n_threads or _pick_decode_threads(m, c.n_threads_batch)
-        log.info("batched Q8_0 matmuls in the %s kernel", q8_kernel())
+        log.info("batched Q5_0 and Q8_0 matmuls in the %s kernel", q8_kernel())
         limit = min(m.n_ctx, m.n_ctx_train or m.n_ctx)
         if c.context_length:
             limit = min(limit, c.context_length)

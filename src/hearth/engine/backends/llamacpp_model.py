@@ -69,7 +69,6 @@ def q8_kernel() -> str:
 def _loaded_ggml_cpu() -> str:
     """The path of the ggml CPU library this process runs (the one llama.cpp loaded, which
     LD_LIBRARY_PATH may have picked), else the one in llama-cpp-python's package."""
-    _backend_init()
     try:
         with open("/proc/self/maps") as f:
             for line in f:
