@@ -51,6 +51,16 @@ namespace hearth_q8 {
 // (XOR 0x80 where the offset trick is used) and the scale as fp32. Kept per thread between calls (ggml's worker threads persist).
 static inline size_t round64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
+// HEARTH_MATMUL=llamafile (read once) hands every product back to llamafile's kernel: for A/B
+// measurements, and for tests that compare the two in one build.
+static inline bool enabled() {
+    static const bool on = [] {
+        const char * v = std::getenv("HEARTH_MATMUL");
+        return !(v && std::strcmp(v, "llamafile") == 0);
+    }();
+    return on;
+}
+
 struct Prepared {
     uint8_t * q = nullptr;
     float * d = nullptr;
@@ -242,7 +252,7 @@ static inline void tile_upto(int rn, int64_t k, const TA * A, int64_t lda, const
 template <typename TA>
 static bool gemm(int64_t m, int64_t n, int64_t k, const TA * A, int64_t lda,
                  const block_q8_0 * B, int64_t ldb, float * C, int64_t ldc, int ith, int nth) {
-    if (m % kRows != 0 || n < 2 || k < 1) return false;
+    if (!enabled() || m % kRows != 0 || n < 2 || k < 1) return false;
     static thread_local Prepared prep;
     if (!prep.reserve((size_t) (n * k))) {
         GGML_ABORT("hearth_q8: out of memory for %lld prepared blocks", (long long) (n * k));

@@ -92,11 +92,14 @@ def resolve_spec(settings: Settings, name: str) -> ModelSpec:
 
 
 def configure_threads(settings: Settings) -> None:
-    """OpenMP reads its environment when llama.cpp's library loads: set it before any import of it."""
+    """OpenMP (and hearth's kernel) read their environment when llama.cpp's library loads: set it
+    before any import of it."""
     if settings.engine.omp_wait_policy:
         os.environ.setdefault("OMP_WAIT_POLICY", settings.engine.omp_wait_policy)
     if settings.engine.omp_spin_count is not None:
         os.environ.setdefault("GOMP_SPINCOUNT", str(settings.engine.omp_spin_count))
+    if settings.engine.matmul_kernel == "llamafile":  # read once by hearth's kernel in llama.cpp
+        os.environ.setdefault("HEARTH_MATMUL", "llamafile")
 
 
 def derived_dir(settings: Settings) -> Path:

@@ -144,6 +144,12 @@ class EngineSettings(BaseModel):
         "them",
     )
     flash_attn: Literal["auto", "on", "off"] = "auto"
+    matmul_kernel: Literal["hearth", "llamafile"] = Field(
+        default="hearth",
+        description="Batched Q5_0/Q8_0 matmuls: hearth's kernel where `make install` built it in (x86-64 "
+        "with AVX2 or AVX-512 VNNI; same floats as llamafile's, fewer instructions), or llamafile's "
+        "own (sets HEARTH_MATMUL=llamafile before llama.cpp loads)",
+    )
     weight_layout: Literal["auto", "fast", "original"] = Field(
         default="auto",
         description="fast: on x86-64, Q5_0 matmul weights are rewritten once as Q8_0 holding the same "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import gguf
@@ -53,7 +54,8 @@ def test_a_q5_0_model_and_its_q8_0_rewrite_give_identical_logits(tmp_path: Path)
     assert types["blk.0.ffn_up.weight"] == types["token_embd.weight"] == gguf.GGMLQuantizationType.Q8_0
     assert gguf.GGMLQuantizationType.Q5_0 not in types.values()
 
-    prompt = [int(t) for t in np.random.default_rng(0).integers(200, 40_000, 48)]
+    # 45 tokens: two full 16-column tiles of hearth's kernel and a 13-column remainder
+    prompt = [int(t) for t in np.random.default_rng(0).integers(200, 40_000, 45)]
     want_batched, want_single = _logits(src, prompt)
     got_batched, got_single = _logits(fast, prompt)
     assert np.isfinite(want_batched).all() and want_batched.std() > 0.1  # real, varied logits
@@ -106,3 +108,41 @@ def test_the_auto_weight_layout_keeps_q5_0_where_hearths_kernel_multiplies_it(tm
         assert bootstrap.weight_layout(settings) == "original"
         assert loaded == src
         assert not (tmp_path / "data" / "derived").exists()
+
+
+def test_hearths_kernel_gives_llamafiles_floats_bit_for_bit(tmp_path: Path) -> None:
+    """The same build, once with hearth's kernel and once (HEARTH_MATMUL=llamafile, read once per
+    process, hence the subprocess) with llamafile's: batched logits of a Q5_0 model and of its
+    Q8_0 rewrite, with a prompt that leaves a remainder tile, must be the same floats."""
+    import subprocess
+    import sys
+
+    from hearth.engine import weights
+    from hearth.engine.backends.llamacpp_model import q8_kernel
+
+    if q8_kernel() == "llamafile":
+        pytest.skip("hearth's kernel is not in this build or does not run on this CPU")
+    q5 = build_tiny_gguf(tmp_path / "tiny-q5_0.gguf", quant=gguf.GGMLQuantizationType.Q5_0)
+    q8 = tmp_path / "tiny-q8_0.gguf"
+    weights.transcode(q5, q8)
+    models = [q5, q8]
+    prompt = [int(t) for t in np.random.default_rng(1).integers(200, 40_000, 37)]
+    script = (
+        "import sys, numpy as np\n"
+        "from pathlib import Path\n"
+        "from test_weights_llamacpp import _logits\n"
+        "from hearth.engine.backends.llamacpp_model import q8_kernel\n"
+        "assert q8_kernel() == 'llamafile', q8_kernel()\n"
+        "for i, m in enumerate(sys.argv[2:]):\n"
+        "    np.save(Path(sys.argv[1]) / f'{i}.npy', _logits(Path(m), [int(t) for t in "
+        f"{prompt!r}])[0])\n"
+    )
+    env = {**os.environ, "HEARTH_MATMUL": "llamafile",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", script, str(tmp_path), *map(str, models)], env=env, check=True,
+                   timeout=300)
+    for i, m in enumerate(models):
+        ours = _logits(m, prompt)[0]
+        theirs = np.load(tmp_path / f"{i}.npy")
+        assert ours.shape == theirs.shape == (len(prompt), ours.shape[1])
+        assert np.array_equal(ours, theirs), f"{m.name}: max diff {np.abs(ours - theirs).max()}"

@@ -229,3 +229,19 @@ def test_openmp_environment_defaults_and_overrides(tmp_path: Path, monkeypatch: 
     s = Settings(data_dir=tmp_path, engine={"omp_spin_count": None})  # type: ignore[arg-type]
     configure_threads(s)
     assert "GOMP_SPINCOUNT" not in os.environ
+
+
+def test_the_matmul_kernel_setting_reaches_llama_cpp_through_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """hearth's kernel in llama.cpp reads HEARTH_MATMUL once: configure_threads sets it for
+    `matmul_kernel = "llamafile"` and leaves it unset by default."""
+    from hearth.bootstrap import configure_threads
+
+    monkeypatch.delenv("HEARTH_MATMUL", raising=False)
+    configure_threads(Settings(data_dir=tmp_path))
+    assert "HEARTH_MATMUL" not in os.environ
+    s = load_settings(write(tmp_path, "hearth.toml", '[engine]\nmatmul_kernel = "llamafile"\n'))
+    configure_threads(s)
+    assert os.environ["HEARTH_MATMUL"] == "llamafile"
+    with pytest.raises(ValueError):
+        Settings(data_dir=tmp_path, engine={"matmul_kernel": "mine"})  # type: ignore[arg-type]
