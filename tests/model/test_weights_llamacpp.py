@@ -137,8 +137,8 @@ def test_hearths_kernel_gives_llamafiles_floats_bit_for_bit(tmp_path: Path) -> N
         "    np.save(Path(sys.argv[1]) / f'{i}.npy', _logits(Path(m), [int(t) for t in "
         f"{prompt!r}])[0])\n"
     )
-    env = {**os.environ, "HEARTH_MATMUL": "llamafile",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    path = [str(Path(__file__).parent), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "HEARTH_MATMUL": "llamafile", "PYTHONPATH": os.pathsep.join(path)}
     subprocess.run([sys.executable, "-c", script, str(tmp_path), *map(str, models)], env=env, check=True,
                    timeout=300)
     for i, m in enumerate(models):

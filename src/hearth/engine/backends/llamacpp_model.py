@@ -48,12 +48,13 @@ class ContextConfig:
 
 
 def q8_kernel() -> str:
-    """What multiplies Q8_0 weights in batched steps: "hearth-512", "hearth-256" or "llamafile".
+    """What multiplies Q5_0 and Q8_0 weights in batched steps: "hearth-512", "hearth-256" or
+    "llamafile".
 
     "hearth-*" is the kernel that `make install` builds into llama.cpp
     (requirements/llama-cpp-python/: the same floats as llamafile's tinyBLAS in fewer instructions;
     512-bit with AVX-512 VNNI, 256-bit with AVX2). "llamafile" is llama.cpp's own tinyBLAS: a stock
-    llama-cpp-python, or a CPU without those instructions.
+    llama-cpp-python, a CPU without those instructions, or HEARTH_MATMUL=llamafile.
     """
     try:
         probe = getattr(ctypes.CDLL(_loaded_ggml_cpu()), "hearth_q8_gemm_bits", None)
