@@ -67,8 +67,9 @@ def test_a_q5_0_model_and_its_q8_0_rewrite_give_identical_logits(tmp_path: Path)
 
 
 def test_batched_q8_0_matmuls_run_in_hearths_kernel_where_the_build_and_cpu_have_it() -> None:
-    """`make install` builds llama.cpp with hearth's kernel (requirements/llama-cpp-python/); the
-    test above then compares its logits with llamafile's on the same weights as Q5_0."""
+    """`make install` builds llama.cpp with hearth's kernel (requirements/llama-cpp-python/), and
+    it runs wherever the CPU has the instructions it was compiled for (`-march=native`);
+    test_hearths_kernel_gives_llamafiles_floats_bit_for_bit compares its logits with llamafile's."""
     import importlib.metadata
 
     from hearth.engine.backends.llamacpp_model import q8_kernel
@@ -82,7 +83,7 @@ def test_batched_q8_0_matmuls_run_in_hearths_kernel_where_the_build_and_cpu_have
         flags = set(next(ln for ln in cpuinfo if ln.startswith("flags")).split())
     except (OSError, StopIteration):
         pytest.skip("no /proc/cpuinfo")
-    if {"avx512f", "avx512vl", "avx512dq", "avx512_vnni", "f16c"} <= flags:
+    if {"avx512f", "avx512vl", "avx512dq", "avx512bw", "avx512_vnni", "f16c"} <= flags:
         assert q8_kernel() == "hearth-512"
     elif {"avx2", "fma", "f16c"} <= flags:
         assert q8_kernel() == "hearth-256"
