@@ -185,6 +185,7 @@ static inline void tile(int64_t k, const TA * A, int64_t lda, const uint8_t * pq
 static constexpr int kRows = 1;
 static constexpr int kCols = 8;
 #if defined(__AVXVNNI__) || (defined(__AVX512VNNI__) && defined(__AVX512VL__))
+#define HEARTH_Q8_VNNI256 1  // 256-bit VPDPBUSD: the offset trick
 static constexpr bool kOffset = true;
 static inline __m256i dot4(__m256i acc, __m256i u, __m256i s) {
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
@@ -211,7 +212,7 @@ static inline void tile(int64_t k, const TA * A, int64_t lda, const uint8_t * pq
         _mm_prefetch((const char *) (row + lda + l), _MM_HINT_T0);  // the next row, never faults
         const __m256i w = weights(row + l);
         const __m256 dw = _mm256_set1_ps(GGML_CPU_FP16_TO_FP32(row[l].d));
-#if defined(__AVXVNNI__) || (defined(__AVX512VNNI__) && defined(__AVX512VL__))
+#if defined(HEARTH_Q8_VNNI256)
         const __m256i mb = _mm256_sub_epi32(
             _mm256_setzero_si256(), dot4(_mm256_setzero_si256(), _mm256_set1_epi8((char) 0x80), w));
 #else
@@ -221,7 +222,7 @@ static inline void tile(int64_t k, const TA * A, int64_t lda, const uint8_t * pq
             const int64_t b = j * k + l;
             const __m256i x = _mm256_load_si256((const __m256i *) (xq + 32 * b));
             const __m256 dx = _mm256_broadcast_ss(xd + b);
-#if defined(__AVXVNNI__) || (defined(__AVX512VNNI__) && defined(__AVX512VL__))
+#if defined(HEARTH_Q8_VNNI256)
             const __m256i s = dot4(mb, x, w);
 #else
             const __m256i s = _mm256_madd_epi16(_mm256_set1_epi16(1),
